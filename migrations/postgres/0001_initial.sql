@@ -1,0 +1,118 @@
+-- Initial schema. Times are Unix seconds; string lists are JSON arrays in TEXT columns.
+
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE clients (
+    id                        TEXT PRIMARY KEY,
+    name                      TEXT NOT NULL,
+    secret_hash               TEXT,
+    redirect_uris             TEXT NOT NULL,
+    post_logout_redirect_uris TEXT NOT NULL,
+    public                    BOOLEAN NOT NULL,
+    default_scopes            TEXT NOT NULL,
+    skip_approval             BOOLEAN NOT NULL,
+    allowed_connectors        TEXT NOT NULL,
+    created_at                BIGINT NOT NULL
+);
+
+CREATE TABLE auth_requests (
+    id             TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    response_mode  TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    state          TEXT,
+    nonce          TEXT,
+    code_challenge TEXT,
+    prompt         TEXT NOT NULL,
+    max_age        BIGINT,
+    login_hint     TEXT,
+    connector_id   TEXT,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL
+);
+CREATE INDEX auth_requests_expires_at ON auth_requests (expires_at);
+
+CREATE TABLE auth_codes (
+    id             TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    nonce          TEXT,
+    code_challenge TEXT,
+    user_id        TEXT NOT NULL,
+    connector_id   TEXT NOT NULL,
+    session_id     TEXT,
+    auth_time      BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    redeemed_at    BIGINT
+);
+CREATE INDEX auth_codes_expires_at ON auth_codes (expires_at);
+
+CREATE TABLE revoked_grants (
+    grant_id   TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX revoked_grants_expires_at ON revoked_grants (expires_at);
+
+CREATE TABLE refresh_tokens (
+    id                  TEXT PRIMARY KEY,
+    secret_hash         TEXT NOT NULL,
+    family_id           TEXT NOT NULL,
+    client_id           TEXT NOT NULL,
+    user_id             TEXT NOT NULL,
+    connector_id        TEXT NOT NULL,
+    scopes              TEXT NOT NULL,
+    nonce               TEXT,
+    session_id          TEXT,
+    auth_time           BIGINT NOT NULL,
+    connector_data      TEXT,
+    created_at          BIGINT NOT NULL,
+    last_used_at        BIGINT NOT NULL,
+    expires_at          BIGINT NOT NULL,
+    absolute_expires_at BIGINT NOT NULL,
+    rotated_at          BIGINT,
+    revoked             BOOLEAN NOT NULL
+);
+CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user_id ON refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+CREATE INDEX refresh_tokens_absolute_expires_at ON refresh_tokens (absolute_expires_at);
+
+CREATE TABLE users (
+    id             TEXT PRIMARY KEY,
+    connector_id   TEXT NOT NULL,
+    upstream_id    TEXT NOT NULL,
+    username       TEXT NOT NULL UNIQUE,
+    display_name   TEXT,
+    email          TEXT,
+    email_verified BOOLEAN NOT NULL,
+    phone          TEXT,
+    picture        TEXT,
+    user_groups    TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    last_login_at  BIGINT NOT NULL,
+    UNIQUE (connector_id, upstream_id)
+);
+
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    alg         TEXT NOT NULL,
+    private_der BYTEA NOT NULL,
+    created_at  BIGINT NOT NULL,
+    rotate_at   BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+
+CREATE TABLE sessions (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT,
+    data       TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user_id ON sessions (user_id);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);

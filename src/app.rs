@@ -1,0 +1,231 @@
+//! Wiring: storage, keys, connectors and clients into a provider, the router around it, and
+//! the background work (key rotation, garbage collection).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{Config, StaticClient, StorageConfig};
+use crate::http::{self, AppState};
+use crate::oidc::Provider;
+use crate::oidc::clients::{ClientRegistry, GRANT_AUTHORIZATION_CODE, SecretHasher};
+use crate::oidc::keys::{KeyManager, RELOAD_INTERVAL};
+use crate::storage::{self, Storage};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often expired rows are collected.
+const GC_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Opens the configured storage.
+pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, BoxError> {
+    Ok(match &config.storage {
+        StorageConfig::Sqlite { file } => storage::open_sqlite(file).await?,
+        StorageConfig::Postgres {
+            url,
+            max_connections,
+        } => storage::open_postgres(url, *max_connections).await?,
+    })
+}
+
+/// A random secret shared by every replica through storage (first writer wins).
+async fn instance_secret(storage: &dyn Storage, name: &str) -> Result<Vec<u8>, BoxError> {
+    let candidate = crate::oidc::random::token(32);
+    let value = storage.get_or_init_setting(name, &candidate).await?;
+    Ok(B64.decode(value.as_bytes())?)
+}
+
+/// Builds the provider from a configuration over an open storage.
+pub async fn build_provider(
+    config: Config,
+    storage: Arc<dyn Storage>,
+    clock: &Clock,
+) -> Result<Arc<Provider>, BoxError> {
+    let connectors = crate::connectors::build(&config).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let mut statics = config.static_clients.clone();
+    if config.test_login.enabled {
+        statics.push(StaticClient {
+            id: http::TEST_LOGIN_CLIENT_ID.to_string(),
+            name: "Test login".into(),
+            secret: None,
+            redirect_uris: vec![config.endpoint("/test-login/callback")],
+            post_logout_redirect_uris: vec![],
+            public: true,
+            default_scopes: vec![],
+            skip_approval: true,
+            allowed_connectors: vec![],
+            backchannel_logout_uri: None,
+            grant_types: vec![GRANT_AUTHORIZATION_CODE.to_string(), "refresh_token".into()],
+        });
+    }
+    let hasher = SecretHasher::new(&instance_secret(storage.as_ref(), "client_secret_key").await?);
+    let subject_key = hmac::Key::new(
+        hmac::HMAC_SHA256,
+        &instance_secret(storage.as_ref(), "subject_key").await?,
+    );
+    let max_token_lifetime = config
+        .expiry
+        .id_tokens
+        .max(config.expiry.access_tokens)
+        .as_secs() as i64;
+    let keys = KeyManager::load(
+        storage.as_ref(),
+        Provider::signing_algorithms(&config),
+        config.signer.keys_rotation_period.as_secs() as i64,
+        max_token_lifetime,
+        clock.now(),
+    )
+    .await?;
+    let clients = ClientRegistry::new(&statics, hasher);
+    Ok(Arc::new(Provider::new(
+        Arc::new(config),
+        storage,
+        keys,
+        clients,
+        connectors,
+        subject_key,
+    )))
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub provider: Arc<Provider>,
+    shutdown: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting, finishes in-flight requests, and waits for the server to end.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts the provider on an already bound listener (tests bind port 0 first, so the issuer
+/// can name the port). Background tasks end with the server.
+pub async fn spawn(
+    config: Config,
+    listener: TcpListener,
+    clock: Clock,
+) -> Result<Server, BoxError> {
+    let storage = open_storage(&config).await?;
+    let provider = build_provider(config, storage, &clock).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let state = AppState {
+        provider: provider.clone(),
+        clock: clock.clone(),
+    };
+    let router = http::router(state);
+    let background = tokio::spawn(background_tasks(provider.clone(), clock, rx.clone()));
+    let mut shutdown_rx = rx;
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "server failed");
+        }
+        background.abort();
+    });
+    Ok(Server {
+        addr,
+        provider,
+        shutdown: tx,
+        handle,
+    })
+}
+
+/// Key rotation and reload (so keys made by other replicas are published), and garbage
+/// collection of expired rows.
+async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    let mut keys_tick = tokio::time::interval(Duration::from_secs(RELOAD_INTERVAL as u64));
+    let mut gc_tick = tokio::time::interval(GC_INTERVAL);
+    keys_tick.tick().await;
+    gc_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = keys_tick.tick() => {
+                let storage = provider.storage.as_ref();
+                let now = clock.now();
+                if let Err(e) = provider.keys.rotate_if_due(storage, now).await {
+                    tracing::error!(error = %e, "key rotation failed");
+                }
+                if let Err(e) = provider.keys.reload(storage, now).await {
+                    tracing::error!(error = %e, "key reload failed");
+                }
+            }
+            _ = gc_tick.tick() => {
+                match provider.storage.garbage_collect(clock.now()).await {
+                    Ok(stats) => tracing::debug!(?stats, "expired rows collected"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs the server from the configuration until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    if config.web.https.is_some() {
+        return Err("web.https is not served by this build yet: terminate TLS at your ingress or load balancer and use web.http".into());
+    }
+    let listen = config
+        .web
+        .http
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:5556".to_string());
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let issuer = config.issuer.clone();
+    let server = spawn(config, listener, Clock::system()).await?;
+    tracing::info!(addr = %server.addr, issuer = %issuer, "idbridge is ready");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

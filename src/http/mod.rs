@@ -1,0 +1,236 @@
+//! The HTTP edge: the only layer that knows axum, cookies and pages. Handlers are thin:
+//! they extract input, call the protocol, and map the result.
+
+pub mod pages;
+
+mod authorize;
+mod errors;
+mod logout;
+mod session;
+mod testlogin;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{self, HeaderValue};
+use axum::http::{HeaderMap, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub use errors::{ApiError, BearerError};
+pub use session::DbSessionStore;
+pub use testlogin::TEST_LOGIN_CLIENT_ID;
+
+use crate::clock::Clock;
+use crate::oidc::Provider;
+
+/// Largest request body accepted anywhere: every legitimate request is a small form.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub provider: Arc<Provider>,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Page context for a request.
+    pub fn page(&self, headers: &HeaderMap, path_and_query: &str) -> pages::PageContext {
+        let query_lang = path_and_query.split_once('?').and_then(|(_, q)| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "lang")
+                .map(|(_, v)| v.into_owned())
+        });
+        let prefix = self.provider.config.path_prefix().to_string();
+        pages::PageContext {
+            lang: pages::Lang::negotiate(query_lang.as_deref(), headers),
+            path_and_query: format!("{prefix}{path_and_query}"),
+            prefix,
+            title: self.provider.config.frontend.title.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.provider.config.endpoint(path)
+    }
+}
+
+/// Builds the router for the whole provider, mounted under the issuer's path.
+pub fn router(state: AppState) -> Router {
+    let config = state.provider.config.clone();
+    let secure = config.issuer_url.scheme() == "https";
+    let cookie_path = if config.path_prefix().is_empty() {
+        "/".to_string()
+    } else {
+        config.path_prefix().to_string()
+    };
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.provider.storage.clone()))
+        .with_name("idbridge_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_path(cookie_path)
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            config.expiry.sessions.as_secs() as i64,
+        )));
+
+    let browser = Router::new()
+        .route(
+            "/auth",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/login", get(authorize::chooser))
+        .route(
+            "/login/{connector}",
+            get(authorize::login_get).post(authorize::login_post),
+        )
+        .route("/callback", get(authorize::callback))
+        .route(
+            "/approval",
+            get(authorize::approval_get).post(authorize::approval_post),
+        )
+        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .route("/test-login", get(testlogin::start_page))
+        .route("/test-login/start", get(testlogin::start))
+        .route("/test-login/callback", get(testlogin::callback))
+        .layer(sessions);
+
+    let api = Router::new()
+        .route("/.well-known/openid-configuration", get(token::discovery))
+        .route("/keys", get(token::jwks))
+        .route("/token", axum::routing::post(token::token))
+        .route(
+            "/userinfo",
+            get(token::userinfo_get).post(token::userinfo_post),
+        )
+        .route("/introspect", axum::routing::post(token::introspect))
+        .route("/revoke", axum::routing::post(token::revoke))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(token::readyz))
+        .route("/static/{*path}", get(static_file));
+
+    let inner = browser
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, security_headers))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            },
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+    let prefix = config.path_prefix();
+    if prefix.is_empty() {
+        inner
+    } else {
+        Router::new().nest(prefix, inner)
+    }
+}
+
+async fn static_file(Path(path): Path<String>) -> Response {
+    pages::static_file(&path)
+}
+
+async fn not_found(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let ctx = state.page(&headers, uri.path());
+    pages::error_page(
+        &ctx,
+        axum::http::StatusCode::NOT_FOUND,
+        pages::ErrorKind::NotFound,
+        None,
+        None,
+    )
+}
+
+/// Headers every response carries (RFC 9700 4.11 and 4.16), and the language cookie when the
+/// user picked a language.
+async fn security_headers(
+    State(state): State<AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let lang_choice = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "lang")
+            .and_then(|(_, v)| pages::Lang::parse(&v))
+    });
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
+             form-action *; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if state.provider.config.issuer_url.scheme() == "https" {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(lang) = lang_choice {
+        let secure = if state.provider.config.issuer_url.scheme() == "https" {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!(
+            "idbridge_lang={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{secure}",
+            lang.query_value()
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// The `IntoResponse` of a page built by `pages`.
+pub(crate) fn page_error(
+    state: &AppState,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    status: axum::http::StatusCode,
+    kind: pages::ErrorKind,
+    detail: Option<&str>,
+) -> Response {
+    let ctx = state.page(headers, path_and_query);
+    pages::error_page(&ctx, status, kind, detail, None).into_response()
+}
