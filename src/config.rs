@@ -82,6 +82,7 @@ pub struct Config {
     pub static_passwords: Vec<StaticPassword>,
     pub test_login: TestLoginConfig,
     pub frontend: FrontendConfig,
+    pub identity: IdentityConfig,
     /// Findings that do not stop the server but that an operator should see.
     pub warnings: Vec<ConfigError>,
 }
@@ -286,6 +287,67 @@ pub struct FrontendConfig {
     pub title: String,
 }
 
+/// How upstream identities become our users' names and emails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Username templates tried in order; the first that yields a valid, free, unreserved
+    /// name wins. Placeholders: see [`USERNAME_PLACEHOLDERS`].
+    pub username_templates: Vec<String>,
+    /// Email template for users the upstream gives no email (KubeSphere requires one).
+    pub email_fallback: Option<String>,
+}
+
+/// Placeholders a username or email template may use.
+pub const USERNAME_PLACEHOLDERS: &[&str] = &[
+    "username",
+    "email_local",
+    "name",
+    "name_pinyin",
+    "upstream_id",
+    "short_id",
+];
+
+pub fn default_username_templates() -> Vec<String> {
+    [
+        "{username}",
+        "{email_local}",
+        "{name_pinyin}",
+        "user-{short_id}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The placeholders used by a template, or the first malformed part.
+pub fn template_placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed placeholder in {template:?}"))?;
+        let name = &after[..end];
+        if !USERNAME_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (known: {})",
+                USERNAME_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        out.push(name);
+        rest = &after[end + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("unmatched '}}' in {template:?}"));
+    }
+    Ok(out)
+}
+
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -464,6 +526,7 @@ struct RawConfig {
     static_passwords: Option<Vec<RawStaticPassword>>,
     test_login: Option<RawTestLogin>,
     frontend: Option<RawFrontend>,
+    identity: Option<RawIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -595,6 +658,13 @@ struct RawTestLogin {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawFrontend {
     title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawIdentity {
+    username_templates: Option<Vec<String>>,
+    email_fallback: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -796,7 +866,7 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     if test_login.enabled {
         c.warn(
             "testLogin.enabled",
-            "test login lets anyone sign in as a made-up user; never enable it in production",
+            "the test-login page is enabled: it shows tokens and claims of whoever signs in there; turn it off in production",
         );
     }
     let title = raw
@@ -805,6 +875,34 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         .unwrap_or_else(|| "idbridge".to_string());
     if title.trim().is_empty() {
         c.error("frontend.title", "must not be empty");
+    }
+    let raw_identity = raw.identity.unwrap_or(RawIdentity {
+        username_templates: None,
+        email_fallback: None,
+    });
+    let username_templates = raw_identity
+        .username_templates
+        .unwrap_or_else(default_username_templates);
+    if username_templates.is_empty() {
+        c.error(
+            "identity.usernameTemplates",
+            "must list at least one template",
+        );
+    }
+    for (i, t) in username_templates.iter().enumerate() {
+        if let Err(e) = template_placeholders(t) {
+            c.error(&format!("identity.usernameTemplates[{i}]"), &e);
+        }
+    }
+    if let Some(t) = &raw_identity.email_fallback {
+        match template_placeholders(t) {
+            Err(e) => c.error("identity.emailFallback", &e),
+            Ok(_) if !t.contains('@') => c.error(
+                "identity.emailFallback",
+                "must produce an email address (contain '@')",
+            ),
+            Ok(_) => {}
+        }
     }
     Some(Config {
         issuer: raw.issuer,
@@ -820,6 +918,10 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         static_passwords,
         test_login,
         frontend: FrontendConfig { title },
+        identity: IdentityConfig {
+            username_templates,
+            email_fallback: raw_identity.email_fallback,
+        },
         warnings: Vec::new(),
     })
 }

@@ -133,7 +133,10 @@ fn init_tracing(logger: &LoggerConfig) -> Result<(), Box<dyn std::error::Error +
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
             .map_err(|err| format!("invalid RUST_LOG {directives:?}: {err}"))?,
-        _ => EnvFilter::try_new(&logger.level)?,
+        // Database drivers log every statement at debug level; keep them at warn unless the
+        // level names them explicitly.
+        _ if logger.level.contains("sqlx") => EnvFilter::try_new(&logger.level)?,
+        _ => EnvFilter::try_new(format!("{},sqlx=warn", logger.level))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

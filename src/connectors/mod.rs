@@ -5,6 +5,7 @@
 //! password into our form) or a callback connector (the user is sent upstream and comes back
 //! to `/callback`); either may also refresh an identity later.
 
+pub mod http;
 pub mod local;
 
 use std::collections::HashMap;

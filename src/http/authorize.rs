@@ -689,6 +689,7 @@ async fn signed_in(
         &provider.subject_key,
         connector_id,
         &identity,
+        &provider.config.identity,
         &provider.config.oauth2.reserved_usernames,
         now,
     )

@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(
             redirect_code(run(
                 &format!(
-                    "{BASE}&scope=openid&code_challenge=E9Melhoa2OwvFrEwTJHmaD4IQ3Xn6KuLXDuX7N9u8uk&code_challenge_method=plain"
+                    "{BASE}&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=plain"
                 ),
                 true
             )),

@@ -79,8 +79,8 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
         assert_eq!(
-            sha256_b64(b"dBjftJeZ4CVP-mJ92kRJowxvWYa-9Q7nShuAVHhHq4s"),
-            "E9Melhoa2OwvFrEwTJHmaD4IQ3Xn6KuLXDuX7N9u8uk"
+            sha256_b64(b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

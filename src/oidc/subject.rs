@@ -7,8 +7,11 @@
 //! account (say `admin`) in AS that account.
 
 use aws_lc_rs::hmac;
+use pinyin::ToPinyin;
+use unicode_normalization::UnicodeNormalization;
 
 use super::error::OAuthError;
+use crate::config::IdentityConfig;
 use crate::connectors::Identity;
 use crate::storage::{Storage, StorageError, Timestamp, User};
 
@@ -50,7 +53,8 @@ fn base32_lower(data: &[u8]) -> String {
 /// cannot pass for something other than `admin`.
 pub fn fold_confusables(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    // NFKC first: fullwidth forms, ligatures and mathematical letters become plain letters.
+    for c in s.nfkc() {
         let folded = match c {
             // Invisible and bidirectional formatting characters.
             '\u{00AD}'
@@ -156,23 +160,91 @@ pub fn is_reserved(name: &str, reserved: &[String]) -> bool {
     })
 }
 
-/// Username candidates for a new user, in order of preference, already sanitized and with
-/// reserved names removed.
-pub fn username_candidates(identity: &Identity, reserved: &[String]) -> Vec<String> {
+/// Hanyu pinyin of the Chinese characters in `s`, without tones or separators
+/// (`张三` -> `zhangsan`); other letters and digits are kept, everything else dropped.
+pub fn pinyin_of(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if let Some(p) = c.to_pinyin() {
+            out.push_str(p.plain());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Fills a template's placeholders from an identity. A template whose placeholders are all
+/// empty yields `None`, so `{username}` for an upstream without usernames is skipped.
+pub fn render_template(
+    template: &str,
+    identity: &Identity,
+    subject: &str,
+    username: Option<&str>,
+) -> Option<String> {
     let email_local = identity
         .email
         .as_deref()
         .and_then(|e| e.split_once('@').map(|(l, _)| l.to_string()));
-    [
-        identity.username.clone(),
-        email_local,
-        identity.display_name.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|c| sanitize_username(&c))
-    .filter(|c| !is_reserved(c, reserved))
-    .collect()
+    let value = |name: &str| -> Option<String> {
+        match name {
+            "username" => username
+                .map(str::to_string)
+                .or_else(|| identity.username.clone()),
+            "email_local" => email_local.clone(),
+            "name" => identity.display_name.clone(),
+            "name_pinyin" => identity.display_name.as_deref().map(pinyin_of),
+            "upstream_id" => Some(identity.upstream_id.clone()),
+            "short_id" => Some(subject.chars().take(8).collect()),
+            _ => None,
+        }
+        .filter(|v| !v.trim().is_empty())
+    };
+    let mut out = String::new();
+    let mut rest = template;
+    let mut filled_any = false;
+    let mut had_placeholder = false;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('}')?;
+        had_placeholder = true;
+        if let Some(v) = value(&after[..end]) {
+            out.push_str(&v);
+            filled_any = true;
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    (filled_any || !had_placeholder).then_some(out)
+}
+
+/// Username candidates for a new user, in the order of the configured templates, already
+/// sanitized, with reserved names removed.
+pub fn username_candidates(
+    identity: &Identity,
+    templates: &[String],
+    subject: &str,
+    reserved: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in templates {
+        let Some(raw) = render_template(t, identity, subject, None) else {
+            continue;
+        };
+        // Reserved names are checked on the raw text too, so that invisible or look-alike
+        // characters cannot smuggle `admin` past the check.
+        if is_reserved(&raw, reserved) {
+            continue;
+        }
+        if let Some(c) = sanitize_username(&raw)
+            && !is_reserved(&c, reserved)
+            && !out.contains(&c)
+        {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Finds or creates the user for an upstream identity and refreshes their profile.
@@ -181,6 +253,7 @@ pub async fn upsert_user(
     subject_key: &hmac::Key,
     connector_id: &str,
     identity: &Identity,
+    mapping: &IdentityConfig,
     reserved: &[String],
     now: Timestamp,
 ) -> Result<User, OAuthError> {
@@ -191,9 +264,10 @@ pub async fn upsert_user(
             .await
         {
             Ok(mut user) => {
+                let (email, verified) = email_for(identity, mapping, &user.id, &user.username);
                 user.display_name = identity.display_name.clone();
-                user.email = identity.email.clone();
-                user.email_verified = identity.email_verified;
+                user.email = email;
+                user.email_verified = verified;
                 user.phone = identity.phone.clone();
                 user.picture = identity.picture.clone();
                 user.groups = identity.groups.clone();
@@ -205,15 +279,16 @@ pub async fn upsert_user(
             Err(e) => return Err(e.into()),
         }
         let id = subject_for(subject_key, connector_id, &identity.upstream_id);
-        let username = pick_free_username(storage, &id, identity, reserved).await?;
+        let username = pick_free_username(storage, &id, identity, mapping, reserved).await?;
+        let (email, email_verified) = email_for(identity, mapping, &id, &username);
         let user = User {
             id,
             connector_id: connector_id.to_string(),
             upstream_id: identity.upstream_id.clone(),
             username,
             display_name: identity.display_name.clone(),
-            email: identity.email.clone(),
-            email_verified: identity.email_verified,
+            email,
+            email_verified,
             phone: identity.phone.clone(),
             picture: identity.picture.clone(),
             groups: identity.groups.clone(),
@@ -229,14 +304,32 @@ pub async fn upsert_user(
     Err(OAuthError::server_error())
 }
 
+/// The upstream email, or the configured fallback (never marked verified).
+fn email_for(
+    identity: &Identity,
+    mapping: &IdentityConfig,
+    subject: &str,
+    username: &str,
+) -> (Option<String>, bool) {
+    match (&identity.email, &mapping.email_fallback) {
+        (Some(e), _) if !e.trim().is_empty() => (Some(e.clone()), identity.email_verified),
+        (_, Some(t)) => (render_template(t, identity, subject, Some(username)), false),
+        _ => (None, false),
+    }
+}
+
 async fn pick_free_username(
     storage: &dyn Storage,
     subject: &str,
     identity: &Identity,
+    mapping: &IdentityConfig,
     reserved: &[String],
 ) -> Result<String, OAuthError> {
-    let mut bases = username_candidates(identity, reserved);
-    bases.push(format!("user-{}", &subject[..8.min(subject.len())]));
+    let mut bases = username_candidates(identity, &mapping.username_templates, subject, reserved);
+    let last_resort = format!("user-{}", &subject[..8.min(subject.len())]);
+    if !bases.contains(&last_resort) {
+        bases.push(last_resort);
+    }
     for base in &bases {
         if is_free(storage, base).await? {
             return Ok(base.clone());
@@ -326,6 +419,45 @@ mod tests {
             display_name: Some("аdmin".into()),
             ..Identity::default()
         };
-        assert!(username_candidates(&id, &r).is_empty());
+        let templates: Vec<String> = ["{username}", "{email_local}", "{name}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(username_candidates(&id, &templates, "abcdefghij", &r).is_empty());
+        assert!(is_reserved("𝐚𝐝𝐦𝐢𝐧", &r));
+    }
+
+    #[test]
+    fn chinese_names_become_pinyin() {
+        assert_eq!(pinyin_of("张三"), "zhangsan");
+        assert_eq!(pinyin_of("潘潘😎"), "panpan");
+        let id = Identity {
+            upstream_id: "u1".into(),
+            display_name: Some("张三".into()),
+            ..Identity::default()
+        };
+        let templates = crate::config::default_username_templates();
+        assert_eq!(
+            username_candidates(&id, &templates, "abcdefghij", &reserved()),
+            vec!["zhangsan".to_string(), "user-abcdefgh".to_string()]
+        );
+    }
+
+    #[test]
+    fn templates_render_and_skip_empty_values() {
+        let id = Identity {
+            upstream_id: "u1".into(),
+            email: Some("li.si@corp.example".into()),
+            ..Identity::default()
+        };
+        assert_eq!(render_template("{username}", &id, "s", None), None);
+        assert_eq!(
+            render_template("{email_local}", &id, "s", None).as_deref(),
+            Some("li.si")
+        );
+        assert_eq!(
+            render_template("{username}@corp.example", &id, "s", Some("lisi")).as_deref(),
+            Some("lisi@corp.example")
+        );
     }
 }

@@ -247,8 +247,9 @@ pub trait Storage: Send + Sync + 'static {
 
     // Signing keys.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>>;
-    /// Stores `key` only if the newest stored key is still `expected_newest` (by `created_at`,
-    /// then `kid`), and deletes keys whose `expires_at` has passed. Returns `false` when another
+    /// Stores `key` only if the newest stored key of the same algorithm is still
+    /// `expected_newest` (by `created_at`, then `kid`), and deletes keys whose `expires_at` has
+    /// passed. Returns `false` when another
     /// process rotated first; the caller then reloads.
     async fn rotate_signing_keys(
         &self,

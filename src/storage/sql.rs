@@ -692,8 +692,10 @@ impl<B: Backend> Storage for B {
             .tx_fetch_optional(
                 &mut tx,
                 Statement::new(
-                    "SELECT kid FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1",
-                ),
+                    "SELECT kid FROM signing_keys WHERE alg = $1 \
+                     ORDER BY created_at DESC, kid DESC LIMIT 1",
+                )
+                .text(&key.alg),
             )
             .await?
             .map(|row| row.text("kid"))

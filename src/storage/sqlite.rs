@@ -168,8 +168,8 @@ fn classify(path: &Path, e: sqlx::Error) -> StorageError {
                 Some(SQLITE_READONLY) => "the file or its directory is read-only",
                 Some(SQLITE_PERM | SQLITE_AUTH) => "access to the file was denied",
                 Some(SQLITE_CANTOPEN) => {
-                    "cannot open the file (check that it is a regular file and that its \
-                     directory exists and is writable)"
+                    "cannot open the file (check that it is a regular file the service may \
+                     read and write, in a directory it may write)"
                 }
                 Some(SQLITE_NOTADB) => "the file is not a SQLite database",
                 Some(SQLITE_CORRUPT) => "the file is damaged",

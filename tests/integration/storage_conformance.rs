@@ -995,6 +995,7 @@ fn expect_unavailable_naming(
                 "message does not name {}: {message}",
                 path.display()
             );
+            println!("{message}");
             message
         }
         Err(other) => panic!("expected Unavailable, got {other:?}"),
@@ -1057,6 +1058,13 @@ async fn sqlite_open_under_a_file_is_unavailable() {
     std::fs::write(&blocker, "").unwrap();
     let path = blocker.join("idbridge.sqlite3");
     expect_unavailable_naming(SqliteStorage::open(&path).await, &path);
+}
+
+#[tokio::test]
+async fn sqlite_open_in_unwritable_location_is_unavailable() {
+    // procfs refuses new files whoever asks, so this holds even with root privileges.
+    let path = std::path::Path::new("/proc/idbridge-conformance.sqlite3");
+    expect_unavailable_naming(SqliteStorage::open(path).await, path);
 }
 
 #[tokio::test]
