@@ -31,6 +31,7 @@ CREATE TABLE auth_requests (
     max_age        BIGINT,
     login_hint     TEXT,
     connector_id   TEXT,
+    device_request_id TEXT,
     created_at     BIGINT NOT NULL,
     expires_at     BIGINT NOT NULL
 );
@@ -116,3 +117,20 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user_id ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE device_requests (
+    id             TEXT PRIMARY KEY,
+    user_code      TEXT NOT NULL UNIQUE,
+    client_id      TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    poll_interval  BIGINT NOT NULL,
+    last_polled_at BIGINT,
+    status         TEXT NOT NULL,
+    user_id        TEXT,
+    connector_id   TEXT,
+    auth_time      BIGINT,
+    session_id     TEXT
+);
+CREATE INDEX device_requests_expires_at ON device_requests (expires_at);

@@ -17,9 +17,9 @@ use crate::connectors::{ConnectorError, Identity, Kind};
 use crate::oidc::authorize::{AuthorizeError, PageError, validate};
 use crate::oidc::clients::RegisteredClient;
 use crate::oidc::params::Params;
-use crate::oidc::provider::AuthResponse;
+use crate::oidc::provider::{AuthResponse, normalize_user_code};
 use crate::oidc::{OAuthError, random, subject};
-use crate::storage::{AuthRequest, StorageError};
+use crate::storage::{AuthRequest, DeviceDecision, DeviceStatus, StorageError};
 
 /// What went wrong in the browser flow, answered as a page.
 pub(crate) struct BrowserError {
@@ -255,19 +255,24 @@ async fn authorize_inner(
     bs.add_pending(&req.id);
     bs.store(session).await?;
 
+    Ok(see_other(&state.url(&login_target(state, &client, &req))))
+}
+
+/// Where a browser goes to sign in for `req`: the named connector, the only one, or the chooser.
+fn login_target(state: &AppState, client: &RegisteredClient, req: &AuthRequest) -> String {
+    let provider = &state.provider;
     let available: Vec<_> = provider
         .connectors
         .iter()
         .filter(|c| client.allows_connector(&c.id))
         .collect();
-    let target = match (&req.connector_id, available.as_slice()) {
+    match (&req.connector_id, available.as_slice()) {
         (Some(id), _) => format!("/login/{id}?req={}", req.id),
         (None, [only]) if !provider.config.oauth2.always_show_login_screen => {
             format!("/login/{}?req={}", only.id, req.id)
         }
         _ => format!("/login?req={}", req.id),
-    };
-    Ok(see_other(&state.url(&target)))
+    }
 }
 
 /// Whether the signed-in session may answer this request without a new login.
@@ -366,6 +371,15 @@ async fn finish_with_code(
         Err(StorageError::NotFound) => return Err(BrowserError::expired()),
         Err(e) => return Err(OAuthError::from(e).into()),
     };
+    if let Some(device_id) = &req.device_request_id {
+        let decision = DeviceDecision::Approve {
+            user_id: stored_user.id.clone(),
+            connector_id: user.connector_id.clone(),
+            auth_time: user.auth_time,
+            session_id: Some(user.sid.clone()),
+        };
+        return finish_device(state, session, headers, bs, req, device_id, &decision).await;
+    }
     let resp = provider
         .issue_code(
             req,
@@ -382,6 +396,149 @@ async fn finish_with_code(
     bs.store(session).await?;
     tracing::info!(client_id = %req.client_id, user_id = %stored_user.id, "authorization code issued");
     Ok(respond(state, headers, &resp))
+}
+
+/// Records the user's decision on a device request and tells them to return to the device.
+async fn finish_device(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    bs: &mut BrowserSession,
+    req: &AuthRequest,
+    device_id: &str,
+    decision: &DeviceDecision,
+) -> Result<Response, BrowserError> {
+    let approved = matches!(decision, DeviceDecision::Approve { .. });
+    match state
+        .provider
+        .storage
+        .decide_device_request(device_id, decision)
+        .await
+    {
+        Ok(()) => {}
+        Err(StorageError::Conflict) | Err(StorageError::NotFound) => {
+            return Err(BrowserError::expired());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let _ = state.provider.storage.delete_auth_request(&req.id).await;
+    bs.finish(&req.id);
+    bs.store(session).await?;
+    tracing::info!(client_id = %req.client_id, approved, "device request decided");
+    let ctx = state.page(headers, "/device");
+    Ok(pages::device_done(&ctx, approved))
+}
+
+pub async fn device_get(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let path = path_with_query("/device", &query);
+    let q = query_map(&query);
+    let result: Result<Response, BrowserError> = async {
+        let bs = BrowserSession::load(&session).await?;
+        bs.store(&session).await?;
+        let ctx = state.page(&headers, &path);
+        let code = q.get("user_code").map(String::as_str).unwrap_or("");
+        let code: String = code.chars().take(16).collect();
+        Ok(pages::device_enter(
+            &ctx,
+            &state.url("/device"),
+            &bs.csrf,
+            &code,
+            false,
+        ))
+    }
+    .await;
+    result.unwrap_or_else(|e| e.render(&state, &headers, &path))
+}
+
+pub async fn device_post(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = "/device".to_string();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let result: Result<Response, BrowserError> = async {
+        let mut bs = BrowserSession::load(&session).await?;
+        if !is_form(&headers) || !bs.check_csrf(form.get("csrf").map(String::as_str)) {
+            return Err(BrowserError::new(
+                StatusCode::FORBIDDEN,
+                ErrorKind::CsrfFailed,
+                None,
+            ));
+        }
+        let provider = &state.provider;
+        let now = state.now();
+        let typed = form.get("user_code").map(String::as_str).unwrap_or("");
+        let found = match normalize_user_code(typed) {
+            None => None,
+            Some(code) => match provider
+                .storage
+                .get_device_request_by_user_code(&code)
+                .await
+            {
+                Ok(r) if r.status == DeviceStatus::Pending && r.expires_at > now => Some(r),
+                Ok(_) | Err(StorageError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let Some(device) = found else {
+            tracing::info!("device login with an unknown or expired user code");
+            let ctx = state.page(&headers, "/device");
+            let shown: String = typed.chars().take(16).collect();
+            return Ok(pages::device_enter(
+                &ctx,
+                &state.url("/device"),
+                &bs.csrf,
+                &shown,
+                true,
+            ));
+        };
+        let client = provider
+            .clients
+            .get(provider.storage.as_ref(), &device.client_id)
+            .await?
+            .ok_or_else(BrowserError::expired)?;
+        let req = AuthRequest {
+            id: random::token(24),
+            client_id: client.id.clone(),
+            redirect_uri: String::new(),
+            response_mode: "device".into(),
+            scopes: device.scopes.clone(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt: Vec::new(),
+            max_age: None,
+            login_hint: None,
+            connector_id: None,
+            device_request_id: Some(device.id.clone()),
+            created_at: now,
+            expires_at: now + provider.config.expiry.auth_requests.as_secs() as i64,
+        };
+        provider.storage.create_auth_request(&req).await?;
+        bs.add_pending(&req.id);
+        bs.store(&session).await?;
+        let signed_in = match &bs.user {
+            Some(u) => session_satisfies(&state, &req, &client, u, now).await?,
+            None => false,
+        };
+        let target = if signed_in {
+            format!("/approval?req={}", req.id)
+        } else {
+            login_target(&state, &client, &req)
+        };
+        Ok(see_other(&state.url(&target)))
+    }
+    .await;
+    result.unwrap_or_else(|e| e.render(&state, &headers, &path))
 }
 
 /// Loads a pending request by id, checking it belongs to this browser and has not expired.
@@ -793,6 +950,18 @@ pub async fn approval_post(
             return Err(BrowserError::expired());
         };
         if form.get("approval").map(String::as_str) != Some("approve") {
+            if let Some(device_id) = &req.device_request_id {
+                return finish_device(
+                    &state,
+                    &session,
+                    &headers,
+                    &mut bs,
+                    &req,
+                    device_id,
+                    &DeviceDecision::Deny,
+                )
+                .await;
+            }
             bs.finish(&req.id);
             bs.store(&session).await?;
             let _ = state.provider.storage.delete_auth_request(&req.id).await;

@@ -100,6 +100,10 @@ pub fn router(state: AppState) -> Router {
             "/approval",
             get(authorize::approval_get).post(authorize::approval_post),
         )
+        .route(
+            "/device",
+            get(authorize::device_get).post(authorize::device_post),
+        )
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/test-login", get(testlogin::start_page))
         .route("/test-login/start", get(testlogin::start))
@@ -116,6 +120,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/introspect", axum::routing::post(token::introspect))
         .route("/revoke", axum::routing::post(token::revoke))
+        .route(
+            "/device/code",
+            axum::routing::post(token::device_authorization),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(token::readyz))
         .route("/static/{*path}", get(static_file));

@@ -223,3 +223,26 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     .await;
     result.unwrap_or_else(|e| ApiError::from(e).into_response())
 }
+
+/// The device authorization endpoint (RFC 8628 3.1): public clients identify themselves with
+/// `client_id`, confidential ones authenticate as at the token endpoint.
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result: Result<Response, OAuthError> = async {
+        let params = form_params(&headers, &body)?;
+        let client = authenticated_client(&state, &headers, &params).await?;
+        let out = state
+            .provider
+            .device_authorization(&client, &params, state.now())
+            .await?;
+        let mut r = Json(out).into_response();
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(r)
+    }
+    .await;
+    result.unwrap_or_else(|e| ApiError::from(e).into_response())
+}

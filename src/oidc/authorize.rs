@@ -258,6 +258,7 @@ pub fn validate(
         max_age,
         login_hint,
         connector_id,
+        device_request_id: None,
         created_at: now,
         expires_at: now + lifetime,
     })

@@ -19,7 +19,10 @@ use super::params::Params;
 use super::random;
 use crate::config::{Config, SigningAlgorithm};
 use crate::connectors::{ConnectorError, Connectors, Identity};
-use crate::storage::{AuthCode, AuthRequest, RefreshToken, Storage, StorageError, Timestamp, User};
+use crate::storage::{
+    AuthCode, AuthRequest, DeviceRequest, DeviceStatus, RefreshToken, Storage, StorageError,
+    Timestamp, User,
+};
 
 pub struct Provider {
     pub config: Arc<Config>,
@@ -43,6 +46,57 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+}
+
+/// The device authorization response (RFC 8628 3.2).
+#[derive(Debug, Serialize)]
+pub struct DeviceAuthorizationResponse {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+/// Seconds a device waits between polls unless told to slow down (RFC 8628 3.2).
+pub const DEVICE_POLL_INTERVAL: i64 = 5;
+/// Letters that cannot be confused with each other or spell words (RFC 8628 6.1).
+const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+pub const USER_CODE_LEN: usize = 8;
+
+/// A user code as typed: case, spaces and dashes do not matter.
+pub fn normalize_user_code(input: &str) -> Option<String> {
+    let code: String = input
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)))
+        .then_some(code)
+}
+
+/// `BCDFGHJK` shown as `BCDF-GHJK`.
+pub fn display_user_code(code: &str) -> String {
+    let (a, b) = code.split_at(code.len() / 2);
+    format!("{a}-{b}")
+}
+
+fn new_user_code() -> String {
+    let mut out = String::with_capacity(USER_CODE_LEN);
+    let mut buf = [0u8; 32];
+    while out.len() < USER_CODE_LEN {
+        if aws_lc_rs::rand::fill(&mut buf).is_err() {
+            continue;
+        }
+        for b in buf {
+            // 240 is the largest multiple of 20 below 256: uniform letters.
+            if b < 240 && out.len() < USER_CODE_LEN {
+                out.push(USER_CODE_ALPHABET[(b % 20) as usize] as char);
+            }
+        }
+    }
+    out
 }
 
 /// Where to send the browser with a successful authorization response.
@@ -204,6 +258,7 @@ impl Provider {
             GRANT_AUTHORIZATION_CODE => self.exchange_code(client, params, now).await,
             GRANT_REFRESH_TOKEN => self.refresh(client, params, now).await,
             GRANT_CLIENT_CREDENTIALS => self.client_credentials(client, params, now),
+            super::clients::GRANT_DEVICE_CODE => self.device_token(client, params, now).await,
             _ => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "unsupported grant_type",
@@ -509,41 +564,46 @@ impl Provider {
                 }
             }
         }
-        let (token, record) = self
-            .new_refresh_token(
-                &old.family_id,
-                client,
-                &user,
-                &old.scopes,
-                old.nonce.clone(),
-                old.session_id.clone(),
-                old.auth_time,
-                connector_data,
-                now,
-                old.absolute_expires_at,
-            )
-            .await?;
-        let rotation =
-            if self.config.expiry.refresh_tokens.disable_rotation || old.rotated_at.is_some() {
-                // Inside the reuse grace, or without rotation, the new token joins the family
-                // without retiring the old one again.
+        let refresh = if self.config.expiry.refresh_tokens.disable_rotation {
+            // Without rotation the client keeps using the token it has.
+            (presented.to_string(), old.clone())
+        } else {
+            let (token, record) = self
+                .new_refresh_token(
+                    &old.family_id,
+                    client,
+                    &user,
+                    &old.scopes,
+                    old.nonce.clone(),
+                    old.session_id.clone(),
+                    old.auth_time,
+                    connector_data,
+                    now,
+                    old.absolute_expires_at,
+                )
+                .await?;
+            let stored = if old.rotated_at.is_some() {
+                // Inside the reuse grace: the new token joins the family without retiring
+                // the old one a second time.
                 self.storage.create_refresh_token(&record).await
             } else {
                 self.storage
                     .rotate_refresh_token(&old.id, now, &record)
                     .await
             };
-        match rotation {
-            Ok(()) => {}
-            Err(StorageError::Conflict) => {
-                // Lost a race with another use of the same token: that is reuse too.
-                if grace == 0 {
-                    self.revoke_family(&old, now).await;
+            match stored {
+                Ok(()) => {}
+                Err(StorageError::Conflict) => {
+                    // Lost a race with another use of the same token: that is reuse too.
+                    if grace == 0 {
+                        self.revoke_family(&old, now).await;
+                    }
+                    return Err(invalid());
                 }
-                return Err(invalid());
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        }
+            (token, record)
+        };
         self.mint(
             client,
             &user,
@@ -552,9 +612,191 @@ impl Provider {
             old.auth_time,
             old.session_id.as_deref(),
             &old.family_id,
-            Some((token, record)),
+            Some(refresh),
             now,
         )
+    }
+
+    /// The device authorization endpoint (RFC 8628 3.1-3.2).
+    pub async fn device_authorization(
+        &self,
+        client: &RegisteredClient,
+        params: &Params,
+        now: Timestamp,
+    ) -> Result<DeviceAuthorizationResponse, OAuthError> {
+        if !client.allows_grant(super::clients::GRANT_DEVICE_CODE) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the device authorization grant",
+            ));
+        }
+        let requested: Vec<String> = match params.get("scope")? {
+            Some(s) => s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None if !client.default_scopes.is_empty() => client.default_scopes.clone(),
+            None => vec!["openid".to_string()],
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        for s in requested {
+            if super::authorize::SUPPORTED_SCOPES.contains(&s.as_str()) && !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        if scopes.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "none of the requested scopes is supported; include openid",
+            ));
+        }
+        let lifetime = self.config.expiry.device_requests.as_secs() as i64;
+        // A user-code collision is astronomically rare but possible: try again.
+        for _ in 0..5 {
+            let device_code = random::token(32);
+            let user_code = new_user_code();
+            let req = DeviceRequest {
+                id: random::sha256_b64(device_code.as_bytes()),
+                user_code: user_code.clone(),
+                client_id: client.id.clone(),
+                scopes: scopes.clone(),
+                created_at: now,
+                expires_at: now + lifetime,
+                interval: DEVICE_POLL_INTERVAL,
+                last_polled_at: None,
+                status: DeviceStatus::Pending,
+                user_id: None,
+                connector_id: None,
+                auth_time: None,
+                session_id: None,
+            };
+            match self.storage.create_device_request(&req).await {
+                Ok(()) => {
+                    let verification_uri = self.config.endpoint("/device");
+                    let shown = display_user_code(&user_code);
+                    return Ok(DeviceAuthorizationResponse {
+                        device_code,
+                        verification_uri_complete: super::authorize::append_query(
+                            &verification_uri,
+                            &[("user_code", &shown)],
+                        ),
+                        verification_uri,
+                        user_code: shown,
+                        expires_in: lifetime,
+                        interval: DEVICE_POLL_INTERVAL,
+                    });
+                }
+                Err(StorageError::AlreadyExists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(OAuthError::server_error())
+    }
+
+    /// The device-code grant at the token endpoint (RFC 8628 3.4-3.5).
+    async fn device_token(
+        &self,
+        client: &RegisteredClient,
+        params: &Params,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
+        let device_code = params.require("device_code")?;
+        let id = random::sha256_b64(device_code.as_bytes());
+        let invalid = || OAuthError::invalid_grant("the device code is invalid");
+        let req = match self.storage.get_device_request(&id).await {
+            Ok(r) => r,
+            Err(StorageError::NotFound) => return Err(invalid()),
+            Err(e) => return Err(e.into()),
+        };
+        if req.client_id != client.id {
+            return Err(invalid());
+        }
+        if req.expires_at <= now {
+            return Err(OAuthError::new(
+                ErrorCode::ExpiredToken,
+                "the device code has expired; start again",
+            ));
+        }
+        match req.status {
+            DeviceStatus::Pending => {
+                // RFC 8628 3.5: polling faster than the interval earns slow_down and a
+                // longer interval (by 5 seconds) for every later poll.
+                let too_fast = req
+                    .last_polled_at
+                    .is_some_and(|last| now - last < req.interval);
+                let interval = if too_fast {
+                    req.interval + DEVICE_POLL_INTERVAL
+                } else {
+                    req.interval
+                };
+                self.storage.record_device_poll(&id, now, interval).await?;
+                Err(if too_fast {
+                    OAuthError::new(
+                        ErrorCode::SlowDown,
+                        format!("poll at most every {interval} seconds"),
+                    )
+                } else {
+                    OAuthError::bare(ErrorCode::AuthorizationPending)
+                })
+            }
+            DeviceStatus::Denied => Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the user denied the request",
+            )),
+            DeviceStatus::Consumed => Err(invalid()),
+            DeviceStatus::Approved => {
+                let req = match self.storage.consume_device_request(&id).await {
+                    Ok(r) => r,
+                    Err(StorageError::Conflict) | Err(StorageError::NotFound) => {
+                        return Err(invalid());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let (Some(user_id), Some(auth_time)) = (req.user_id.clone(), req.auth_time) else {
+                    return Err(invalid());
+                };
+                let user = self.load_user(&user_id).await?;
+                let refresh = if req.scopes.iter().any(|s| s == "offline_access")
+                    && client.allows_grant(GRANT_REFRESH_TOKEN)
+                {
+                    let (token, record) = self
+                        .new_refresh_token(
+                            &req.id,
+                            client,
+                            &user,
+                            &req.scopes,
+                            None,
+                            req.session_id.clone(),
+                            auth_time,
+                            None,
+                            now,
+                            now + self
+                                .config
+                                .expiry
+                                .refresh_tokens
+                                .absolute_lifetime
+                                .as_secs() as i64,
+                        )
+                        .await?;
+                    self.storage.create_refresh_token(&record).await?;
+                    Some((token, record))
+                } else {
+                    None
+                };
+                self.mint(
+                    client,
+                    &user,
+                    &req.scopes,
+                    None,
+                    auth_time,
+                    req.session_id.as_deref(),
+                    &req.id,
+                    refresh,
+                    now,
+                )
+            }
+        }
     }
 
     async fn revoke_family(&self, token: &RefreshToken, now: Timestamp) {

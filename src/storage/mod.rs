@@ -86,8 +86,75 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub connector_id: Option<String>,
+    /// Set when this request is the browser half of a device authorization (RFC 8628): the
+    /// login then approves that device request instead of issuing a code.
+    pub device_request_id: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+/// The state of a device authorization request (RFC 8628).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+    /// Approved and already exchanged for tokens.
+    Consumed,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+            DeviceStatus::Consumed => "consumed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeviceStatus::Pending),
+            "approved" => Some(DeviceStatus::Approved),
+            "denied" => Some(DeviceStatus::Denied),
+            "consumed" => Some(DeviceStatus::Consumed),
+            _ => None,
+        }
+    }
+}
+
+/// A device authorization request. `id` is the SHA-256 of the device code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    pub id: String,
+    /// The user code without separators, upper case.
+    pub user_code: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Seconds the device must wait between polls.
+    pub interval: i64,
+    pub last_polled_at: Option<Timestamp>,
+    pub status: DeviceStatus,
+    /// Who approved, once approved.
+    pub user_id: Option<String>,
+    pub connector_id: Option<String>,
+    pub auth_time: Option<Timestamp>,
+    pub session_id: Option<String>,
+}
+
+/// The user's decision on a device request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceDecision {
+    Approve {
+        user_id: String,
+        connector_id: String,
+        auth_time: Timestamp,
+        session_id: Option<String>,
+    },
+    Deny,
 }
 
 /// An issued authorization code. `id` is the SHA-256 of the code, never the code itself.
@@ -183,6 +250,7 @@ pub struct SessionRecord {
 pub struct GcStats {
     pub auth_requests: u64,
     pub auth_codes: u64,
+    pub device_requests: u64,
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub revocations: u64,
@@ -214,6 +282,19 @@ pub trait Storage: Send + Sync + 'static {
     /// Marks the code redeemed at `now`, atomically. `Conflict` if it was already redeemed,
     /// `NotFound` if it does not exist. Exactly one of many concurrent callers succeeds.
     async fn redeem_auth_code(&self, id: &str, now: Timestamp) -> Result<AuthCode>;
+
+    // Device authorization requests (RFC 8628).
+    /// `AlreadyExists` when the id or the user code is taken.
+    async fn create_device_request(&self, req: &DeviceRequest) -> Result<()>;
+    async fn get_device_request(&self, id: &str) -> Result<DeviceRequest>;
+    async fn get_device_request_by_user_code(&self, user_code: &str) -> Result<DeviceRequest>;
+    /// Records a poll of a pending request and the interval the device must now respect.
+    async fn record_device_poll(&self, id: &str, now: Timestamp, interval: i64) -> Result<()>;
+    /// Approves or denies a pending request; `Conflict` if it is no longer pending.
+    async fn decide_device_request(&self, id: &str, decision: &DeviceDecision) -> Result<()>;
+    /// Marks an approved request consumed and returns it; `Conflict` unless it was approved.
+    /// Exactly one of many concurrent callers succeeds.
+    async fn consume_device_request(&self, id: &str) -> Result<DeviceRequest>;
 
     // Revoked grants: a grant is the family of tokens issued from one code or one login.
     async fn revoke_grant(&self, grant_id: &str, expires_at: Timestamp) -> Result<()>;

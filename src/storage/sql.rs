@@ -11,8 +11,8 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use super::{
-    AuthCode, AuthRequest, Client, GcStats, RefreshToken, Result, SessionRecord, SigningKey,
-    Storage, StorageError, Timestamp, User,
+    AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus, GcStats,
+    RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError, Timestamp, User,
 };
 
 /// A value bound to a statement placeholder.
@@ -222,8 +222,30 @@ fn auth_request_from_row(r: &impl RowExt) -> Result<AuthRequest> {
         max_age: r.opt_int("max_age")?,
         login_hint: r.opt_text("login_hint")?,
         connector_id: r.opt_text("connector_id")?,
+        device_request_id: r.opt_text("device_request_id")?,
         created_at: r.int("created_at")?,
         expires_at: r.int("expires_at")?,
+    })
+}
+
+fn device_request_from_row(r: &impl RowExt) -> Result<DeviceRequest> {
+    let status = r.text("status")?;
+    Ok(DeviceRequest {
+        id: r.text("id")?,
+        user_code: r.text("user_code")?,
+        client_id: r.text("client_id")?,
+        scopes: r.list("scopes")?,
+        created_at: r.int("created_at")?,
+        expires_at: r.int("expires_at")?,
+        interval: r.int("poll_interval")?,
+        last_polled_at: r.opt_int("last_polled_at")?,
+        status: DeviceStatus::parse(&status).ok_or_else(|| {
+            StorageError::Internal(format!("unknown device request status {status:?}"))
+        })?,
+        user_id: r.opt_text("user_id")?,
+        connector_id: r.opt_text("connector_id")?,
+        auth_time: r.opt_int("auth_time")?,
+        session_id: r.opt_text("session_id")?,
     })
 }
 
@@ -410,8 +432,8 @@ impl<B: Backend> Storage for B {
             Statement::new(
                 "INSERT INTO auth_requests (id, client_id, redirect_uri, response_mode, scopes, \
                  state, nonce, code_challenge, prompt, max_age, login_hint, connector_id, \
-                 created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 device_request_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .text(&r.id)
             .text(&r.client_id)
@@ -425,6 +447,7 @@ impl<B: Backend> Storage for B {
             .opt_int(r.max_age)
             .opt_text(&r.login_hint)
             .opt_text(&r.connector_id)
+            .opt_text(&r.device_request_id)
             .int(r.created_at)
             .int(r.expires_at),
         )
@@ -494,6 +517,120 @@ impl<B: Backend> Storage for B {
         let known = exists(
             self,
             Statement::new("SELECT 1 FROM auth_codes WHERE id = $1").text(id),
+        )
+        .await?;
+        Err(if known {
+            StorageError::Conflict
+        } else {
+            StorageError::NotFound
+        })
+    }
+
+    async fn create_device_request(&self, r: &DeviceRequest) -> Result<()> {
+        self.execute(
+            Statement::new(
+                "INSERT INTO device_requests (id, user_code, client_id, scopes, created_at, \
+                 expires_at, poll_interval, last_polled_at, status, user_id, connector_id, \
+                 auth_time, session_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .text(&r.id)
+            .text(&r.user_code)
+            .text(&r.client_id)
+            .list(&r.scopes)
+            .int(r.created_at)
+            .int(r.expires_at)
+            .int(r.interval)
+            .opt_int(r.last_polled_at)
+            .text(r.status.as_str())
+            .opt_text(&r.user_id)
+            .opt_text(&r.connector_id)
+            .opt_int(r.auth_time)
+            .opt_text(&r.session_id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_device_request(&self, id: &str) -> Result<DeviceRequest> {
+        let stmt = Statement::new("SELECT * FROM device_requests WHERE id = $1").text(id);
+        fetch_model(self, stmt, device_request_from_row).await
+    }
+
+    async fn get_device_request_by_user_code(&self, user_code: &str) -> Result<DeviceRequest> {
+        let stmt =
+            Statement::new("SELECT * FROM device_requests WHERE user_code = $1").text(user_code);
+        fetch_model(self, stmt, device_request_from_row).await
+    }
+
+    async fn record_device_poll(&self, id: &str, now: Timestamp, interval: i64) -> Result<()> {
+        let n = self
+            .execute(
+                Statement::new(
+                    "UPDATE device_requests SET last_polled_at = $1, poll_interval = $2 \
+                     WHERE id = $3",
+                )
+                .int(now)
+                .int(interval)
+                .text(id),
+            )
+            .await?;
+        expect_one(n)
+    }
+
+    async fn decide_device_request(&self, id: &str, decision: &DeviceDecision) -> Result<()> {
+        let stmt = match decision {
+            DeviceDecision::Approve {
+                user_id,
+                connector_id,
+                auth_time,
+                session_id,
+            } => Statement::new(
+                "UPDATE device_requests SET status = 'approved', user_id = $1, \
+                 connector_id = $2, auth_time = $3, session_id = $4 \
+                 WHERE id = $5 AND status = 'pending'",
+            )
+            .text(user_id)
+            .text(connector_id)
+            .int(*auth_time)
+            .opt_text(session_id)
+            .text(id),
+            DeviceDecision::Deny => Statement::new(
+                "UPDATE device_requests SET status = 'denied' WHERE id = $1 AND status = 'pending'",
+            )
+            .text(id),
+        };
+        if self.execute(stmt).await? == 1 {
+            return Ok(());
+        }
+        let known = exists(
+            self,
+            Statement::new("SELECT 1 FROM device_requests WHERE id = $1").text(id),
+        )
+        .await?;
+        Err(if known {
+            StorageError::Conflict
+        } else {
+            StorageError::NotFound
+        })
+    }
+
+    async fn consume_device_request(&self, id: &str) -> Result<DeviceRequest> {
+        let consumed = self
+            .fetch_optional(
+                Statement::new(
+                    "UPDATE device_requests SET status = 'consumed' \
+                     WHERE id = $1 AND status = 'approved' RETURNING *",
+                )
+                .text(id),
+            )
+            .await?;
+        if let Some(row) = consumed {
+            return device_request_from_row(&row);
+        }
+        let known = exists(
+            self,
+            Statement::new("SELECT 1 FROM device_requests WHERE id = $1").text(id),
         )
         .await?;
         Err(if known {
@@ -784,6 +921,9 @@ impl<B: Backend> Storage for B {
                 .await?,
             auth_codes: self
                 .execute(delete("DELETE FROM auth_codes WHERE expires_at < $1"))
+                .await?,
+            device_requests: self
+                .execute(delete("DELETE FROM device_requests WHERE expires_at < $1"))
                 .await?,
             refresh_tokens: self
                 .execute(delete(
