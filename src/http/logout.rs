@@ -13,6 +13,7 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use super::authorize::{is_form, see_other};
+use super::session::BrowserSession;
 use super::pages::{self, ErrorKind};
 use super::{AppState, page_error};
 use crate::oidc::authorize::append_query;
@@ -160,6 +161,12 @@ async fn logout(
         }
     };
 
+    // Back-channel logout for every client that received a code in this session.
+    if let Ok(bs) = BrowserSession::load(session).await
+        && let Some(user) = &bs.user
+    {
+        notify_clients(state, &bs.clients, &user.user_id, &user.sid).await;
+    }
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "could not end the session");
         return page_error(
@@ -185,5 +192,39 @@ async fn logout(
             let ctx = state.page(headers, path);
             pages::signed_out(&ctx, None)
         }
+    }
+}
+
+/// POSTs a logout token to each client's registered back-channel logout URI, in the
+/// background: a slow or failing client must not hold up the user's sign-out.
+async fn notify_clients(state: &AppState, client_ids: &[String], subject: &str, sid: &str) {
+    let provider = &state.provider;
+    let now = state.now();
+    for id in client_ids {
+        let Ok(Some(client)) = provider.clients.get(provider.storage.as_ref(), id).await else {
+            continue;
+        };
+        let Some(uri) = client.backchannel_logout_uri.clone() else {
+            continue;
+        };
+        let Ok(token) = provider.logout_token(&client.id, subject, sid, now) else {
+            continue;
+        };
+        let http = state.http.clone();
+        let client_id = client.id.clone();
+        tokio::spawn(async move {
+            let sent = http
+                .post(&uri)
+                .form(&[("logout_token", token.as_str())])
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(client_id = %client_id, "back-channel logout delivered")
+                }
+                Ok(r) => tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused"),
+                Err(e) => tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed"),
+            }
+        });
     }
 }

@@ -38,6 +38,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub provider: Arc<Provider>,
     pub clock: Clock,
+    /// For calls the provider makes itself (back-channel logout).
+    pub http: reqwest::Client,
 }
 
 impl AppState {

@@ -1135,6 +1135,34 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// A logout token for back-channel logout (OpenID Connect Back-Channel Logout 1.0, 2.4).
+    pub fn logout_token(
+        &self,
+        client_id: &str,
+        subject: &str,
+        session_id: &str,
+        now: Timestamp,
+    ) -> Result<String, OAuthError> {
+        let claims = json!({
+            "iss": self.config.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": random::token(16),
+            "sub": subject,
+            "sid": session_id,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        self.keys
+            .sign(self.id_token_alg(), "logout+jwt", &claims, now)
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing failed");
+                OAuthError::server_error()
+            })
+    }
+}
+
 /// The discovery document (OpenID Connect Discovery 1.0 section 3, RFC 8414).
 pub fn discovery_document(config: &Config) -> Value {
     let e = |p: &str| config.endpoint(p);
