@@ -36,8 +36,9 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, BoxError>
     })
 }
 
-/// A random secret shared by every replica through storage (first writer wins).
-async fn instance_secret(storage: &dyn Storage, name: &str) -> Result<Vec<u8>, BoxError> {
+/// A random secret shared by every replica through storage (first writer wins). Admin
+/// commands use it too: database clients' secrets are hashed with `client_secret_key`.
+pub async fn instance_secret(storage: &dyn Storage, name: &str) -> Result<Vec<u8>, BoxError> {
     let candidate = crate::oidc::random::token(32);
     let value = storage.get_or_init_setting(name, &candidate).await?;
     Ok(B64.decode(value.as_bytes())?)
@@ -131,6 +132,7 @@ pub async fn spawn(
     let state = AppState {
         provider: provider.clone(),
         clock: clock.clone(),
+        http: crate::connectors::http::client(Duration::from_secs(5), None)?,
     };
     let router = http::router(state);
     let background = tokio::spawn(background_tasks(provider.clone(), clock, rx.clone()));
