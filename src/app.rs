@@ -106,6 +106,8 @@ pub async fn build_provider(
 pub struct Server {
     pub addr: SocketAddr,
     pub provider: Arc<Provider>,
+    /// Metrics and probes, for a separate listener.
+    pub telemetry: axum::Router,
     shutdown: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -134,6 +136,9 @@ pub async fn spawn(
         clock: clock.clone(),
         http: crate::connectors::http::client(Duration::from_secs(5), None)?,
     };
+    // Install the metrics recorder before the first request is counted.
+    let _ = crate::telemetry::handle();
+    let telemetry = http::telemetry_router(state.clone());
     let router = http::router(state);
     let background = tokio::spawn(background_tasks(provider.clone(), clock, rx.clone()));
     let mut shutdown_rx = rx;
@@ -154,6 +159,7 @@ pub async fn spawn(
     Ok(Server {
         addr,
         provider,
+        telemetry,
         shutdown: tx,
         handle,
     })
@@ -203,7 +209,23 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let issuer = config.issuer.clone();
+    let telemetry_listener = match &config.telemetry.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (telemetry.http): {e}"))?,
+        ),
+        None => None,
+    };
     let server = spawn(config, listener, Clock::system()).await?;
+    if let Some(l) = telemetry_listener {
+        let router = server.telemetry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "telemetry listener failed");
+            }
+        });
+    }
     tracing::info!(addr = %server.addr, issuer = %issuer, "idbridge is ready");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -83,6 +83,7 @@ pub struct Config {
     pub test_login: TestLoginConfig,
     pub frontend: FrontendConfig,
     pub identity: IdentityConfig,
+    pub telemetry: TelemetryConfig,
     /// Findings that do not stop the server but that an operator should see.
     pub warnings: Vec<ConfigError>,
 }
@@ -285,6 +286,13 @@ pub struct TestLoginConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendConfig {
     pub title: String,
+}
+
+/// A separate listener for metrics and probes, so they need not be public.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TelemetryConfig {
+    /// host:port; `None` serves `/metrics` on the main listener.
+    pub http: Option<String>,
 }
 
 /// How upstream identities become our users' names and emails.
@@ -527,6 +535,13 @@ struct RawConfig {
     test_login: Option<RawTestLogin>,
     frontend: Option<RawFrontend>,
     identity: Option<RawIdentity>,
+    telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTelemetry {
+    http: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -876,6 +891,15 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     if title.trim().is_empty() {
         c.error("frontend.title", "must not be empty");
     }
+    let telemetry_http = raw.telemetry.and_then(|t| t.http);
+    if let Some(addr) = &telemetry_http
+        && addr.parse::<std::net::SocketAddr>().is_err()
+    {
+        c.error(
+            "telemetry.http",
+            "must be host:port with an IP address, like 0.0.0.0:9090",
+        );
+    }
     let raw_identity = raw.identity.unwrap_or(RawIdentity {
         username_templates: None,
         email_fallback: None,
@@ -921,6 +945,9 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         identity: IdentityConfig {
             username_templates,
             email_fallback: raw_identity.email_fallback,
+        },
+        telemetry: TelemetryConfig {
+            http: telemetry_http,
         },
         warnings: Vec::new(),
     })

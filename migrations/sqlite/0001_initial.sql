@@ -134,3 +134,15 @@ CREATE TABLE device_requests (
     session_id     TEXT
 );
 CREATE INDEX device_requests_expires_at ON device_requests (expires_at);
+
+CREATE TABLE audit_events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    user_id      TEXT,
+    client_id    TEXT,
+    connector_id TEXT,
+    detail       TEXT
+);
+CREATE INDEX audit_events_at ON audit_events (at);
+CREATE INDEX audit_events_user_id ON audit_events (user_id, at);

@@ -14,6 +14,7 @@ use super::pages::{self, ConnectorLink, ErrorKind};
 use super::session::{BrowserSession, SignedIn, UpstreamLogin};
 use super::{AppState, page_error};
 use crate::connectors::{ConnectorError, Identity, Kind};
+use crate::oidc::audit::Audit;
 use crate::oidc::authorize::{AuthorizeError, PageError, validate};
 use crate::oidc::clients::RegisteredClient;
 use crate::oidc::params::Params;
@@ -632,7 +633,7 @@ pub async fn login_get(
                 let callback_url = state.url("/callback");
                 let redirect = cb
                     .login_url(&callback_url, &req.id)
-                    .map_err(|e| connector_failure(&connector_id, e))?;
+                    .map_err(|e| connector_failure(&state, &connector_id, e))?;
                 bs.upstream.retain(|u| u.request_id != req.id);
                 bs.upstream.push(UpstreamLogin {
                     request_id: req.id.clone(),
@@ -676,7 +677,23 @@ async fn usable_connector(
     Ok(connector.clone())
 }
 
-fn connector_failure(connector_id: &str, e: ConnectorError) -> BrowserError {
+fn connector_failure(state: &AppState, connector_id: &str, e: ConnectorError) -> BrowserError {
+    let outcome = match &e {
+        ConnectorError::Denied(_) => "denied",
+        ConnectorError::BadCallback(_) => "bad_callback",
+        _ => "upstream_error",
+    };
+    crate::telemetry::login(connector_id, outcome);
+    let reason = format!("{outcome}: {e}");
+    state.provider.audit.record(
+        "login_failed",
+        state.now(),
+        Audit {
+            connector_id: Some(connector_id),
+            detail: Some(&reason),
+            ..Audit::default()
+        },
+    );
     match e {
         ConnectorError::Upstream {
             code,
@@ -753,10 +770,26 @@ pub async fn login_post(
         } else {
             pw.login(login, password)
                 .await
-                .map_err(|e| connector_failure(&connector_id, e))?
+                .map_err(|e| connector_failure(&state, &connector_id, e))?
         };
         let Some(identity) = identity else {
             tracing::info!(connector = %connector_id, "login failed: invalid credentials");
+            crate::telemetry::login(&connector_id, "invalid_credentials");
+            // The login name is recorded (it is what an investigator searches for); the
+            // password never is.
+            let detail = format!(
+                "invalid credentials for {:?}",
+                login.chars().take(64).collect::<String>()
+            );
+            state.provider.audit.record(
+                "login_failed",
+                state.now(),
+                Audit {
+                    connector_id: Some(&connector_id),
+                    detail: Some(&detail),
+                    ..Audit::default()
+                },
+            );
             let ctx = state.page(&headers, &path);
             let action = state.url(&format!("/login/{connector_id}?req={}", req.id));
             return Ok(pages::password_form(
@@ -822,7 +855,7 @@ pub async fn callback(
         let identity = cb
             .handle_callback(&state.url("/callback"), &q, upstream.data.as_deref())
             .await
-            .map_err(|e| connector_failure(&upstream.connector_id, e))?;
+            .map_err(|e| connector_failure(&state, &upstream.connector_id, e))?;
         signed_in(&state, &session, &headers, &mut bs, &req, &upstream.connector_id, identity).await
     }
     .await;
@@ -852,6 +885,17 @@ async fn signed_in(
     )
     .await?;
     tracing::info!(connector = connector_id, user_id = %user.id, username = %user.username, "login succeeded");
+    crate::telemetry::login(connector_id, "success");
+    provider.audit.record(
+        "login_succeeded",
+        now,
+        Audit {
+            user_id: Some(&user.id),
+            client_id: Some(&req.client_id),
+            connector_id: Some(connector_id),
+            detail: Some(&user.username),
+        },
+    );
     // A new login gets a new session id (no session fixation) and a new CSRF token.
     session.cycle_id().await.map_err(|e| {
         tracing::error!(error = %e, "could not renew the session id");

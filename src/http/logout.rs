@@ -13,8 +13,8 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use super::authorize::{is_form, see_other};
-use super::session::BrowserSession;
 use super::pages::{self, ErrorKind};
+use super::session::BrowserSession;
 use super::{AppState, page_error};
 use crate::oidc::authorize::append_query;
 use crate::oidc::params::Params;
@@ -166,6 +166,16 @@ async fn logout(
         && let Some(user) = &bs.user
     {
         notify_clients(state, &bs.clients, &user.user_id, &user.sid).await;
+        state.provider.audit.record(
+            "logout",
+            state.now(),
+            crate::oidc::audit::Audit {
+                user_id: Some(&user.user_id),
+                client_id: client_id.as_deref(),
+                connector_id: Some(&user.connector_id),
+                ..Default::default()
+            },
+        );
     }
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "could not end the session");
@@ -222,8 +232,12 @@ async fn notify_clients(state: &AppState, client_ids: &[String], subject: &str, 
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(client_id = %client_id, "back-channel logout delivered")
                 }
-                Ok(r) => tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused"),
-                Err(e) => tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed"),
+                Ok(r) => {
+                    tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused")
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed")
+                }
             }
         });
     }

@@ -129,12 +129,19 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(token::readyz))
         .route("/static/{*path}", get(static_file));
+    // Metrics live on the main listener unless a separate telemetry listener is configured.
+    let api = if config.telemetry.http.is_none() {
+        api.route("/metrics", get(metrics))
+    } else {
+        api
+    };
 
     let inner = browser
         .merge(api)
         .fallback(not_found)
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(state, security_headers))
+        .layer(middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             |req: &Request<axum::body::Body>| {
@@ -155,6 +162,50 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new().nest(prefix, inner)
     }
+}
+
+/// The router of the separate telemetry listener (`telemetry.http`): metrics and probes.
+pub fn telemetry_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(token::readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = crate::telemetry::handle() else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "metrics are not available",
+        )
+            .into_response();
+    };
+    // The session gauge is read from storage at scrape time, not kept up to date per request.
+    match state.provider.storage.count_sessions(state.now()).await {
+        Ok(n) => crate::telemetry::active_sessions(n),
+        Err(e) => tracing::warn!(error = %e, "could not count sessions for metrics"),
+    }
+    let mut resp = handle.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Request latency by route template (not raw path, which would explode the label set).
+async fn track_metrics(req: Request<axum::body::Body>, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    crate::telemetry::http_request(&route, &method, resp.status().as_u16(), start.elapsed());
+    resp
 }
 
 async fn static_file(Path(path): Path<String>) -> Response {

@@ -98,10 +98,24 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         let params = form_params(&headers, &body)?;
         let client = authenticated_client(&state, &headers, &params).await?;
         let resp = state.provider.token(&client, &params, state.now()).await?;
-        tracing::info!(client_id = %client.id, grant_type = params.get("grant_type").ok().flatten().unwrap_or(""), "tokens issued");
+        let grant_type = params.get("grant_type").ok().flatten().unwrap_or("");
+        tracing::info!(client_id = %client.id, grant_type, "tokens issued");
+        crate::telemetry::token_issued(grant_type, &client.id);
+        state.provider.audit.record(
+            "token_issued",
+            state.now(),
+            crate::oidc::audit::Audit {
+                user_id: Some(&resp.subject),
+                client_id: Some(&client.id),
+                detail: Some(grant_type),
+                ..Default::default()
+            },
+        );
         let mut r = Json(resp).into_response();
-        r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(PRAGMA, HeaderValue::from_static("no-cache"));
         Ok(r)
     }
     .await;

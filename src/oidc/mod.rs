@@ -1,6 +1,7 @@
 //! The OpenID Connect protocol: requests, grants, tokens, keys. No HTTP framework types here;
 //! time is always a parameter.
 
+pub mod audit;
 pub mod authorize;
 pub mod claims;
 pub mod clients;

@@ -7,6 +7,7 @@ use aws_lc_rs::hmac;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::audit::{Audit, AuditLog};
 use super::authorize::{append_query, is_pkce_value};
 use super::claims::user_claims;
 use super::clients::{
@@ -32,6 +33,7 @@ pub struct Provider {
     pub connectors: Connectors,
     /// Key for deriving subjects from upstream ids.
     pub subject_key: hmac::Key,
+    pub audit: AuditLog,
     discovery: Arc<Vec<u8>>,
 }
 
@@ -46,6 +48,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// Whom the tokens are about (for the audit trail; not part of the response).
+    #[serde(skip)]
+    pub subject: String,
 }
 
 /// The device authorization response (RFC 8628 3.2).
@@ -139,8 +144,10 @@ impl Provider {
     ) -> Self {
         let discovery =
             Arc::new(serde_json::to_vec(&discovery_document(&config)).unwrap_or_default());
+        let audit = AuditLog::start(storage.clone());
         Self {
             config,
+            audit,
             storage,
             keys,
             clients,
@@ -396,6 +403,16 @@ impl Provider {
     /// A replayed code revokes what was issued from it (RFC 6749 4.1.2, RFC 9700 4.5).
     async fn revoke_code_grant(&self, code: &AuthCode) {
         tracing::warn!(client_id = %code.client_id, "authorization code replayed; revoking its tokens");
+        self.audit.record(
+            "code_replayed",
+            code.redeemed_at.unwrap_or(code.created_at),
+            Audit {
+                user_id: Some(&code.user_id),
+                client_id: Some(&code.client_id),
+                connector_id: Some(&code.connector_id),
+                ..Audit::default()
+            },
+        );
         let until = code.created_at
             + self.config.expiry.access_tokens.as_secs() as i64
             + self.config.expiry.auth_codes.as_secs() as i64;
@@ -502,6 +519,17 @@ impl Provider {
             // RFC 9700 4.14.2: a rotated token used again means one of the two holders is
             // an attacker; revoke the whole family.
             tracing::warn!(client_id = %client.id, user_id = %old.user_id, "refresh token reuse detected; revoking its family");
+            crate::telemetry::refresh_reuse();
+            self.audit.record(
+                "refresh_reuse_detected",
+                now,
+                Audit {
+                    user_id: Some(&old.user_id),
+                    client_id: Some(&client.id),
+                    connector_id: Some(&old.connector_id),
+                    detail: Some("family revoked"),
+                },
+            );
             self.revoke_family(&old, now).await;
             return Err(invalid());
         }
@@ -557,6 +585,17 @@ impl Provider {
                 }
                 Err(e) => {
                     tracing::warn!(connector = %old.connector_id, user_id = %user.id, error = %e, "upstream refused refresh; revoking");
+                    let reason = e.to_string();
+                    self.audit.record(
+                        "refresh_denied_upstream",
+                        now,
+                        Audit {
+                            user_id: Some(&user.id),
+                            client_id: Some(&client.id),
+                            connector_id: Some(&old.connector_id),
+                            detail: Some(&reason),
+                        },
+                    );
                     self.revoke_family(&old, now).await;
                     return Err(OAuthError::invalid_grant(
                         "the upstream identity provider no longer accepts this user",
@@ -858,6 +897,7 @@ impl Provider {
             id_token: None,
             refresh_token: None,
             scope: scopes.join(" "),
+            subject: client.id.clone(),
         })
     }
 
@@ -940,6 +980,7 @@ impl Provider {
             id_token,
             refresh_token,
             scope,
+            subject: user.id.clone(),
         })
     }
 
@@ -1113,6 +1154,16 @@ impl Provider {
                 )
             {
                 tracing::info!(client_id = %client.id, user_id = %stored.user_id, "refresh token revoked");
+                self.audit.record(
+                    "token_revoked",
+                    now,
+                    Audit {
+                        user_id: Some(&stored.user_id),
+                        client_id: Some(&client.id),
+                        detail: Some("refresh_token"),
+                        ..Audit::default()
+                    },
+                );
                 self.revoke_family(&stored, now).await;
             }
             return Ok(());
@@ -1130,6 +1181,16 @@ impl Provider {
             // Refresh tokens of the same grant go too: the client wants the grant ended.
             self.storage.revoke_refresh_family(gid).await?;
             tracing::info!(client_id = %client.id, "access token revoked");
+            self.audit.record(
+                "token_revoked",
+                now,
+                Audit {
+                    user_id: Some(&info.subject),
+                    client_id: Some(&client.id),
+                    detail: Some("access_token"),
+                    ..Audit::default()
+                },
+            );
         }
         Ok(())
     }

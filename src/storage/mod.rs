@@ -245,6 +245,20 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
 }
 
+/// Something worth an audit trail: sign-ins, tokens, revocations, administrative changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: Timestamp,
+    /// `login_succeeded`, `login_failed`, `token_issued`, `token_refreshed`, `token_revoked`,
+    /// `refresh_reuse_detected`, `code_replayed`, `logout`, `client_added`, ...
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub connector_id: Option<String>,
+    /// Free text (a reason, a grant type); never a secret or a token.
+    pub detail: Option<String>,
+}
+
 /// What a garbage-collection pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
@@ -347,6 +361,16 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_session(&self, id: &str) -> Result<()>;
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<u64>;
     async fn count_sessions(&self, now: Timestamp) -> Result<u64>;
+
+    // Audit trail.
+    async fn append_audit_events(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Events at or after `since`, oldest first, optionally of one user, at most `limit`.
+    async fn list_audit_events(
+        &self,
+        since: Timestamp,
+        user_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>>;
 
     /// Deletes everything that expired before `now`.
     async fn garbage_collect(&self, now: Timestamp) -> Result<GcStats>;

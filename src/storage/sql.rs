@@ -11,8 +11,9 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use super::{
-    AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus, GcStats,
-    RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError, Timestamp, User,
+    AuditEvent, AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus,
+    GcStats, RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError, Timestamp,
+    User,
 };
 
 /// A value bound to a statement placeholder.
@@ -246,6 +247,17 @@ fn device_request_from_row(r: &impl RowExt) -> Result<DeviceRequest> {
         connector_id: r.opt_text("connector_id")?,
         auth_time: r.opt_int("auth_time")?,
         session_id: r.opt_text("session_id")?,
+    })
+}
+
+fn audit_event_from_row(r: &impl RowExt) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        at: r.int("at")?,
+        kind: r.text("kind")?,
+        user_id: r.opt_text("user_id")?,
+        client_id: r.opt_text("client_id")?,
+        connector_id: r.opt_text("connector_id")?,
+        detail: r.opt_text("detail")?,
     })
 }
 
@@ -911,6 +923,53 @@ impl<B: Backend> Storage for B {
             .ok_or_else(|| StorageError::Internal("COUNT returned no row".into()))?;
         u64::try_from(row.int("n")?)
             .map_err(|e| StorageError::Internal(format!("session count out of range: {e}")))
+    }
+
+    async fn append_audit_events(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One transaction per batch: far cheaper than a commit per event.
+        let mut tx = self.begin_write(TxLock::Rows).await?;
+        for e in events {
+            self.tx_execute(
+                &mut tx,
+                Statement::new(
+                    "INSERT INTO audit_events (at, kind, user_id, client_id, connector_id, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .int(e.at)
+                .text(&e.kind)
+                .opt_text(&e.user_id)
+                .opt_text(&e.client_id)
+                .opt_text(&e.connector_id)
+                .opt_text(&e.detail),
+            )
+            .await?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn list_audit_events(
+        &self,
+        since: Timestamp,
+        user_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        let stmt = match user_id {
+            Some(u) => Statement::new(
+                "SELECT * FROM audit_events WHERE at >= $1 AND user_id = $2 ORDER BY seq LIMIT $3",
+            )
+            .int(since)
+            .text(u)
+            .int(i64::from(limit)),
+            None => {
+                Statement::new("SELECT * FROM audit_events WHERE at >= $1 ORDER BY seq LIMIT $2")
+                    .int(since)
+                    .int(i64::from(limit))
+            }
+        };
+        fetch_models(self, stmt, audit_event_from_row).await
     }
 
     async fn garbage_collect(&self, now: Timestamp) -> Result<GcStats> {

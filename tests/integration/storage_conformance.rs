@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use idbridge::storage::postgres::PostgresStorage;
 use idbridge::storage::sqlite::SqliteStorage;
 use idbridge::storage::{
-    AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus, GcStats,
-    RefreshToken, SessionRecord, SigningKey, Storage, StorageError, User, open_postgres,
+    AuditEvent, AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus,
+    GcStats, RefreshToken, SessionRecord, SigningKey, Storage, StorageError, User, open_postgres,
     open_sqlite,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -167,6 +167,7 @@ conformance!(
     auth_code_lifecycle,
     auth_code_redeemed_exactly_once_under_concurrency,
     device_request_lifecycle,
+    audit_events_append_and_list,
     device_request_consumed_exactly_once_under_concurrency,
     grant_revocation,
     refresh_token_lifecycle,
@@ -394,6 +395,40 @@ async fn client_lifecycle(s: Arc<dyn Storage>) {
     assert_err!(s.get_client("kubectl").await, NotFound);
     assert_err!(s.delete_client("kubectl").await, NotFound);
     assert_eq!(s.list_clients().await.unwrap(), vec![confidential]);
+}
+
+async fn audit_events_append_and_list(s: Arc<dyn Storage>) {
+    let event = |at: i64, kind: &str, user: Option<&str>| AuditEvent {
+        at,
+        kind: kind.into(),
+        user_id: user.map(str::to_string),
+        client_id: Some("grafana".into()),
+        connector_id: None,
+        detail: Some("détail \"quoted\"".into()),
+    };
+    s.append_audit_events(&[]).await.unwrap();
+    let batch = vec![
+        event(NOW, "login_succeeded", Some("u1")),
+        event(NOW + 1, "token_issued", Some("u1")),
+        event(NOW + 2, "login_failed", None),
+        event(NOW + 3, "logout", Some("u2")),
+    ];
+    s.append_audit_events(&batch).await.unwrap();
+    assert_eq!(s.list_audit_events(NOW, None, 100).await.unwrap(), batch);
+    assert_eq!(
+        s.list_audit_events(NOW + 1, Some("u1"), 100).await.unwrap(),
+        vec![batch[1].clone()]
+    );
+    assert_eq!(
+        s.list_audit_events(NOW, None, 2).await.unwrap(),
+        batch[..2].to_vec()
+    );
+    assert!(
+        s.list_audit_events(NOW + 4, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn device_request_lifecycle(s: Arc<dyn Storage>) {
