@@ -10,3 +10,4 @@ pub mod connectors;
 pub mod http;
 pub mod oidc;
 pub mod storage;
+pub mod telemetry;
