@@ -135,6 +135,7 @@ pub async fn spawn(
         provider: provider.clone(),
         clock: clock.clone(),
         http: crate::connectors::http::client(Duration::from_secs(5), None)?,
+        limits: Arc::new(http::ratelimit::Limits::new(&provider.config.rate_limits)),
     };
     // Install the metrics recorder before the first request is counted.
     let _ = crate::telemetry::handle();

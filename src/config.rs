@@ -84,6 +84,7 @@ pub struct Config {
     pub frontend: FrontendConfig,
     pub identity: IdentityConfig,
     pub telemetry: TelemetryConfig,
+    pub rate_limits: RateLimitConfig,
     /// Findings that do not stop the server but that an operator should see.
     pub warnings: Vec<ConfigError>,
 }
@@ -286,6 +287,36 @@ pub struct TestLoginConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendConfig {
     pub title: String,
+}
+
+/// Request limits (per process: each replica counts on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sign-in and device-code form submissions per client IP.
+    pub login_per_minute: u32,
+    /// Token, introspection, revocation and device-authorization requests per client IP.
+    pub token_per_minute: u32,
+    /// Failed password attempts for one account before each further attempt must wait.
+    pub failures_before_delay: u32,
+    /// The longest wait a run of failures can impose (the delay doubles up to it).
+    pub max_delay: Duration,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy
+    /// that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_minute: 300,
+            token_per_minute: 12000,
+            failures_before_delay: 5,
+            max_delay: Duration::from_secs(15 * 60),
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 /// A separate listener for metrics and probes, so they need not be public.
@@ -536,6 +567,18 @@ struct RawConfig {
     frontend: Option<RawFrontend>,
     identity: Option<RawIdentity>,
     telemetry: Option<RawTelemetry>,
+    rate_limits: Option<RawRateLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRateLimits {
+    enabled: Option<bool>,
+    login_per_minute: Option<u32>,
+    token_per_minute: Option<u32>,
+    failures_before_delay: Option<u32>,
+    max_delay: Option<YamlDuration>,
+    trust_forwarded_for: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -891,6 +934,7 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     if title.trim().is_empty() {
         c.error("frontend.title", "must not be empty");
     }
+    let rate_limits = convert_rate_limits(raw.rate_limits, c);
     let telemetry_http = raw.telemetry.and_then(|t| t.http);
     if let Some(addr) = &telemetry_http
         && addr.parse::<std::net::SocketAddr>().is_err()
@@ -949,6 +993,7 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         telemetry: TelemetryConfig {
             http: telemetry_http,
         },
+        rate_limits,
         warnings: Vec::new(),
     })
 }
@@ -1168,6 +1213,47 @@ fn convert_logger(raw: Option<RawLogger>, c: &mut Checker<'_>) -> LoggerConfig {
     LoggerConfig {
         level,
         format: format.unwrap_or(LogFormat::Text),
+    }
+}
+
+fn convert_rate_limits(raw: Option<RawRateLimits>, c: &mut Checker<'_>) -> RateLimitConfig {
+    let d = RateLimitConfig::default();
+    let Some(raw) = raw else {
+        return d;
+    };
+    let mut per_minute = |path: &str, v: Option<u32>, default: u32| match v {
+        Some(0) => {
+            c.error(
+                path,
+                "must be greater than zero (set rateLimits.enabled: false to turn limits off)",
+            );
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let login_per_minute = per_minute(
+        "rateLimits.loginPerMinute",
+        raw.login_per_minute,
+        d.login_per_minute,
+    );
+    let token_per_minute = per_minute(
+        "rateLimits.tokenPerMinute",
+        raw.token_per_minute,
+        d.token_per_minute,
+    );
+    let failures_before_delay = per_minute(
+        "rateLimits.failuresBeforeDelay",
+        raw.failures_before_delay,
+        d.failures_before_delay,
+    );
+    RateLimitConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        login_per_minute,
+        token_per_minute,
+        failures_before_delay,
+        max_delay: c.positive("rateLimits.maxDelay", raw.max_delay, d.max_delay),
+        trust_forwarded_for: raw.trust_forwarded_for.unwrap_or(d.trust_forwarded_for),
     }
 }
 

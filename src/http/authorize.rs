@@ -761,6 +761,10 @@ pub async fn login_post(
         };
         let login = form.get("login").map(String::as_str).unwrap_or("");
         let password = form.get("password").map(String::as_str).unwrap_or("");
+        if let Err(wait) = state.limits.check_account(login) {
+            tracing::warn!(connector = %connector_id, "password attempts delayed after repeated failures");
+            return Ok(super::too_many_page(&state, &headers, &path, wait));
+        }
         let identity = if login.is_empty()
             || password.is_empty()
             || login.len() > 256
@@ -772,6 +776,10 @@ pub async fn login_post(
                 .await
                 .map_err(|e| connector_failure(&state, &connector_id, e))?
         };
+        match &identity {
+            Some(_) => state.limits.record_success(login),
+            None => state.limits.record_failure(login),
+        }
         let Some(identity) = identity else {
             tracing::info!(connector = %connector_id, "login failed: invalid credentials");
             crate::telemetry::login(&connector_id, "invalid_credentials");

@@ -6,6 +6,7 @@ pub mod pages;
 mod authorize;
 mod errors;
 mod logout;
+pub mod ratelimit;
 mod session;
 mod testlogin;
 mod token;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub clock: Clock,
     /// For calls the provider makes itself (back-channel logout).
     pub http: reqwest::Client,
+    pub limits: Arc<ratelimit::Limits>,
 }
 
 impl AppState {
@@ -87,24 +89,28 @@ pub fn router(state: AppState) -> Router {
             config.expiry.sessions.as_secs() as i64,
         )));
 
+    // Form submissions that check passwords or user codes are limited per client address.
+    let forms = Router::new()
+        .route(
+            "/login/{connector}",
+            get(authorize::login_get).post(authorize::login_post),
+        )
+        .route(
+            "/device",
+            get(authorize::device_get).post(authorize::device_post),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_forms));
     let browser = Router::new()
+        .merge(forms)
         .route(
             "/auth",
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/login", get(authorize::chooser))
-        .route(
-            "/login/{connector}",
-            get(authorize::login_get).post(authorize::login_post),
-        )
         .route("/callback", get(authorize::callback))
         .route(
             "/approval",
             get(authorize::approval_get).post(authorize::approval_post),
-        )
-        .route(
-            "/device",
-            get(authorize::device_get).post(authorize::device_post),
         )
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/test-login", get(testlogin::start_page))
@@ -112,19 +118,23 @@ pub fn router(state: AppState) -> Router {
         .route("/test-login/callback", get(testlogin::callback))
         .layer(sessions);
 
-    let api = Router::new()
-        .route("/.well-known/openid-configuration", get(token::discovery))
-        .route("/keys", get(token::jwks))
+    // Endpoints that authenticate clients are limited per client address.
+    let limited = Router::new()
         .route("/token", axum::routing::post(token::token))
-        .route(
-            "/userinfo",
-            get(token::userinfo_get).post(token::userinfo_post),
-        )
         .route("/introspect", axum::routing::post(token::introspect))
         .route("/revoke", axum::routing::post(token::revoke))
         .route(
             "/device/code",
             axum::routing::post(token::device_authorization),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_api));
+    let api = Router::new()
+        .merge(limited)
+        .route("/.well-known/openid-configuration", get(token::discovery))
+        .route("/keys", get(token::jwks))
+        .route(
+            "/userinfo",
+            get(token::userinfo_get).post(token::userinfo_post),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(token::readyz))
@@ -192,6 +202,73 @@ async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     resp
+}
+
+/// Per-IP limit of the token-style endpoints: 429 with `Retry-After` and an OAuth error body.
+async fn limit_api(
+    State(state): State<AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let ip = state.limits.client_ip(&req);
+    if let Err(wait) = state.limits.check_token(ip) {
+        tracing::warn!(client_ip = ?ip, path = %req.uri().path(), "rate limit reached");
+        return too_many_json(wait);
+    }
+    next.run(req).await
+}
+
+/// Per-IP limit of the sign-in and device-code form submissions.
+async fn limit_forms(
+    State(state): State<AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let ip = state.limits.client_ip(&req);
+    if let Err(wait) = state.limits.check_login(ip) {
+        tracing::warn!(client_ip = ?ip, path = %req.uri().path(), "sign-in rate limit reached");
+        let headers = req.headers().clone();
+        return too_many_page(&state, &headers, req.uri().path(), wait);
+    }
+    next.run(req).await
+}
+
+fn with_retry_after(mut resp: Response, wait: std::time::Duration) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&ratelimit::retry_after_secs(wait).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+pub(crate) fn too_many_json(wait: std::time::Duration) -> Response {
+    let body = axum::Json(serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": format!("too many requests; retry after {} seconds", ratelimit::retry_after_secs(wait)),
+    }));
+    with_retry_after(
+        (axum::http::StatusCode::TOO_MANY_REQUESTS, body).into_response(),
+        wait,
+    )
+}
+
+pub(crate) fn too_many_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    wait: std::time::Duration,
+) -> Response {
+    let resp = page_error(
+        state,
+        headers,
+        path,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        pages::ErrorKind::TooManyRequests,
+        None,
+    );
+    with_retry_after(resp, wait)
 }
 
 /// Request latency by route template (not raw path, which would explode the label set).

@@ -154,6 +154,8 @@ pub enum ErrorKind {
     NotFound,
     /// Storage down etc.
     ServiceUnavailable,
+    /// Too many attempts from this address or for this account.
+    TooManyRequests,
     Internal,
 }
 
@@ -176,6 +178,7 @@ struct ErrorTexts {
     upstream_failed: ErrorText,
     not_found: ErrorText,
     service_unavailable: ErrorText,
+    too_many_requests: ErrorText,
     internal: ErrorText,
 }
 
@@ -323,6 +326,10 @@ static EN: Strings = Strings {
             title: "Service unavailable",
             message: "The sign-in service cannot handle requests right now. Please try again in a moment.",
         },
+        too_many_requests: ErrorText {
+            title: "Too many attempts",
+            message: "There were too many attempts in a short time. Please wait a moment and try again.",
+        },
         internal: ErrorText {
             title: "Something went wrong",
             message: "An unexpected error occurred while handling your request. Please try again later.",
@@ -430,6 +437,10 @@ static ZH: Strings = Strings {
         service_unavailable: ErrorText {
             title: "服务暂时不可用",
             message: "登录服务暂时无法处理请求，请稍后重试。",
+        },
+        too_many_requests: ErrorText {
+            title: "尝试次数过多",
+            message: "短时间内尝试次数过多，请稍候再试。",
         },
         internal: ErrorText {
             title: "出错了",
@@ -763,6 +774,7 @@ fn error_text(t: &'static Strings, kind: ErrorKind) -> &'static ErrorText {
         ErrorKind::UpstreamFailed => &e.upstream_failed,
         ErrorKind::NotFound => &e.not_found,
         ErrorKind::ServiceUnavailable => &e.service_unavailable,
+        ErrorKind::TooManyRequests => &e.too_many_requests,
         ErrorKind::Internal => &e.internal,
     }
 }
@@ -1309,6 +1321,12 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service unavailable",
                 "服务暂时不可用",
+            ),
+            (
+                ErrorKind::TooManyRequests,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "尝试次数过多",
             ),
             (
                 ErrorKind::Internal,
