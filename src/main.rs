@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use idbridge::config::{Config, ConfigError, LogFormat, LoggerConfig};
 
 /// Exit status for a configuration that does not load or validate, so scripts and init
@@ -27,6 +27,121 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Read a password from standard input and print its argon2id hash for `staticPasswords`.
     HashPassword,
+    /// Manage clients kept in the database, beside `staticClients`.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// List the users idbridge knows (created at their first login).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// End users' sign-ins.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Debug tokens issued by idbridge.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// List static and database clients (never their secrets).
+    List(ConfigArgs),
+    /// Register a client in the database; a confidential client's secret is printed once.
+    Add(AddClientArgs),
+    /// Remove a database client (static clients are changed in the configuration file).
+    Remove(RemoveClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct AddClientArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The client id (`client_id`).
+    #[arg(long)]
+    id: String,
+    /// The name shown on the login and consent pages (defaults to the id).
+    #[arg(long)]
+    name: Option<String>,
+    /// An allowed redirect URI, matched exactly (repeat for several).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// An allowed post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// A public client (a native or browser application): no secret, PKCE required.
+    #[arg(long)]
+    public: bool,
+    /// A scope used when the request names none (repeat for several).
+    #[arg(long = "default-scope", value_name = "SCOPE")]
+    default_scopes: Vec<String>,
+    /// Do not ask users to approve this client.
+    #[arg(long)]
+    skip_approval: bool,
+    /// Restrict logins to this connector id (repeat for several; default: all).
+    #[arg(long = "allowed-connector", value_name = "CONNECTOR")]
+    allowed_connectors: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RemoveClientArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The id of the database client to remove.
+    #[arg(long)]
+    id: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List users: subject, username, connector, email, last login.
+    List(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Sign a user out everywhere: delete their browser sessions, revoke their refresh tokens.
+    Revoke(RevokeSessionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RevokeSessionsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The user's username or subject (`sub`).
+    #[arg(long, value_name = "NAME")]
+    user: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Decode a token, verify it against the issuer's JWKS and explain what is wrong with it.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The token (a `Bearer ` prefix is ignored); `-` reads it from standard input, which keeps
+    /// it out of the shell history.
+    token: String,
+    /// The issuer URL, as in the discovery document. Defaults to `issuer` of --config.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// Configuration file to take the issuer from when --issuer is not given.
+    #[arg(short, long, env = "IDBRIDGE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// What the token must be.
+    #[arg(long, value_enum, default_value_t = ExpectedKind::Access)]
+    expect: ExpectedKind,
+    /// Also require this audience (a client id) in `aud`.
+    #[arg(long, value_name = "CLIENT_ID")]
+    audience: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ExpectedKind {
+    /// An access token (`typ: at+jwt`), as a resource server receives it.
+    Access,
+    /// An ID token (`typ: JWT`), as a relying party receives it.
+    Id,
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +157,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args.config),
         Command::CheckConfig(args) => check_config(&args.config),
         Command::HashPassword => hash_password(),
+        Command::Clients(ClientsCommand::List(args)) => clients_list(&args.config),
+        Command::Clients(ClientsCommand::Add(args)) => clients_add(args),
+        Command::Clients(ClientsCommand::Remove(args)) => clients_remove(&args),
+        Command::Users(UsersCommand::List(args)) => users_list(&args.config),
+        Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(&args),
+        Command::Token(TokenCommand::Inspect(args)) => token_inspect(args),
     }
 }
 
@@ -285,6 +406,268 @@ fn hash_password() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// A small runtime for the one-shot commands.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, ExitCode> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Ok(runtime.block_on(future)),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+/// Loads the configuration and opens its storage, for the admin commands.
+async fn open_admin(
+    path: &Path,
+) -> Result<(Config, std::sync::Arc<dyn idbridge::storage::Storage>), ExitCode> {
+    let config = load_config(path)?;
+    match idbridge::app::open_storage(&config).await {
+        Ok(storage) => Ok((config, storage)),
+        Err(err) => {
+            eprintln!(
+                "error: cannot open storage {}: {}",
+                config.storage.describe(),
+                error_chain(err.as_ref())
+            );
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+fn admin_failed(err: &idbridge::admin::AdminError) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn now() -> i64 {
+    idbridge::clock::Clock::system().now()
+}
+
+fn clients_list(path: &Path) -> ExitCode {
+    let run = async {
+        let (config, storage) = open_admin(path).await?;
+        let clients = idbridge::admin::list_clients(&config, storage.as_ref())
+            .await
+            .map_err(|e| admin_failed(&e))?;
+        print!("{}", idbridge::admin::render_clients(&clients));
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn clients_add(args: AddClientArgs) -> ExitCode {
+    let new = idbridge::admin::NewClient {
+        id: args.id,
+        name: args.name,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        public: args.public,
+        default_scopes: args.default_scopes,
+        skip_approval: args.skip_approval,
+        allowed_connectors: args.allowed_connectors,
+    };
+    let path = args.config.config;
+    let run = async {
+        let (config, storage) = open_admin(&path).await?;
+        let added = idbridge::admin::add_client(&config, storage.as_ref(), new, now())
+            .await
+            .map_err(|e| admin_failed(&e))?;
+        for warning in &added.warnings {
+            eprintln!("warning: {warning}");
+        }
+        let client = &added.client;
+        let kind = if client.public {
+            "public"
+        } else {
+            "confidential"
+        };
+        println!("created {kind} client {:?} in the database", client.id);
+        println!("client_id:     {}", client.id);
+        if let Some(secret) = &added.secret {
+            println!("client_secret: {secret}");
+            println!();
+            println!(
+                "Save the secret now: it is shown only this once. idbridge keeps only a keyed \
+                 hash of it, so it cannot be shown again; to replace it, remove the client and \
+                 add it again."
+            );
+        } else {
+            println!("(public client: no secret; it must use PKCE)");
+        }
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn clients_remove(args: &RemoveClientArgs) -> ExitCode {
+    let run = async {
+        let (config, storage) = open_admin(&args.config.config).await?;
+        idbridge::admin::remove_client(&config, storage.as_ref(), &args.id)
+            .await
+            .map_err(|e| admin_failed(&e))?;
+        println!("removed client {:?}", args.id);
+        println!(
+            "It can no longer sign users in, authenticate or refresh; access tokens already \
+             issued to it stay valid until they expire."
+        );
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn users_list(path: &Path) -> ExitCode {
+    let run = async {
+        let (_config, storage) = open_admin(path).await?;
+        let users = idbridge::admin::list_users(storage.as_ref())
+            .await
+            .map_err(|e| admin_failed(&e))?;
+        print!("{}", idbridge::admin::render_users(&users));
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn sessions_revoke(args: &RevokeSessionsArgs) -> ExitCode {
+    let run = async {
+        let (config, storage) = open_admin(&args.config.config).await?;
+        let done =
+            idbridge::admin::revoke_user_sessions(&config, storage.as_ref(), &args.user, now())
+                .await
+                .map_err(|e| admin_failed(&e))?;
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        println!(
+            "user {} (sub {}, connector {})",
+            done.user.username, done.user.id, done.user.connector_id
+        );
+        println!(
+            "ended {} browser session{}: the next login asks for credentials again",
+            done.sessions,
+            plural(done.sessions)
+        );
+        println!(
+            "revoked {} refresh token{}",
+            done.refresh_tokens,
+            plural(done.refresh_tokens)
+        );
+        println!(
+            "\nAccess tokens already issued stay valid until they expire (at most {}, \
+             expiry.accessTokens) for services that validate them offline with the JWKS; \
+             idbridge's userinfo and introspection refuse those issued with a revoked refresh \
+             token. The user can sign in again: block them upstream to keep them out.",
+            idbridge::config::format_duration(config.expiry.access_tokens)
+        );
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+/// Seconds allowed for each request to the issuer.
+const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn token_inspect(args: InspectArgs) -> ExitCode {
+    use idbridge::inspect::{Expectations, Problem, Report, TokenKind};
+
+    let token = if args.token == "-" {
+        let mut text = String::new();
+        if let Err(err) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            eprintln!("error: cannot read the token from standard input: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        text
+    } else {
+        args.token
+    };
+    let issuer = match (args.issuer, &args.config) {
+        (Some(issuer), _) => issuer,
+        (None, Some(path)) => match Config::load(path) {
+            Ok(config) => config.issuer,
+            Err(errors) => {
+                print_errors(path, &errors.0);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        (None, None) => {
+            eprintln!("error: give the issuer with --issuer URL or a configuration with --config");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let expect = Expectations {
+        kind: match args.expect {
+            ExpectedKind::Access => TokenKind::Access,
+            ExpectedKind::Id => TokenKind::Id,
+        },
+        audience: args.audience,
+    };
+    let fetched = block_on(fetch_issuer_documents(&issuer));
+    let fetched = match fetched {
+        Ok(fetched) => fetched,
+        Err(code) => return code,
+    };
+    let now = now();
+    let report = match fetched {
+        Ok((discovery, jwks)) => {
+            if let Some(published) = discovery.get("issuer").and_then(|v| v.as_str())
+                && published != issuer
+            {
+                eprintln!(
+                    "warning: {issuer} publishes the issuer {published:?}; tokens are checked \
+                     against the published value"
+                );
+            }
+            idbridge::inspect::inspect_with(&token, &discovery, &jwks, now, &expect)
+        }
+        Err(reason) => Report::unverified(&token, Problem::BadIssuerDocument(reason), now),
+    };
+    print!("{}", report.render());
+    if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// Fetches the discovery document of `issuer` and the JWKS it points to.
+async fn fetch_issuer_documents(
+    issuer: &str,
+) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let http = reqwest::Client::builder()
+        .timeout(INSPECT_TIMEOUT)
+        .connect_timeout(INSPECT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let discovery_url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let discovery = fetch_json(&http, &discovery_url).await?;
+    let jwks_uri = discovery
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("{discovery_url} has no jwks_uri"))?;
+    let jwks = fetch_json(&http, jwks_uri).await?;
+    Ok((discovery, jwks))
+}
+
+async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let resp = http
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {}", error_chain(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
+    }
+    resp.json()
+        .await
+        .map_err(|e| format!("{url} did not answer JSON: {e}"))
 }
 
 #[cfg(test)]

@@ -51,7 +51,6 @@ struct LoadedKey {
     public: UnparsedPublicKey<Vec<u8>>,
     jwk: Value,
     created_at: Timestamp,
-    rotate_at: Timestamp,
 }
 
 impl LoadedKey {
@@ -119,7 +118,6 @@ impl LoadedKey {
             public,
             jwk,
             created_at: stored.created_at,
-            rotate_at: stored.rotate_at,
         })
     }
 
@@ -190,6 +188,9 @@ pub fn generate_key(
 
 /// An immutable view of the keys at one moment; swapped whole on reload.
 struct Snapshot {
+    /// The newest stored key of each algorithm, expired or not, with its `rotate_at`: what a
+    /// rotation must name as the key it replaces.
+    newest: BTreeMap<String, (String, Timestamp)>,
     keys: Vec<Arc<LoadedKey>>,
     by_kid: BTreeMap<String, Arc<LoadedKey>>,
     jwks: Arc<Vec<u8>>,
@@ -207,7 +208,21 @@ impl Snapshot {
         keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
         let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
         let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+        let mut newest: BTreeMap<String, (String, Timestamp, Timestamp)> = BTreeMap::new();
+        for k in stored {
+            let newer = newest
+                .get(&k.alg)
+                .is_none_or(|(kid, created, _)| (k.created_at, &k.kid) > (*created, kid));
+            if newer {
+                newest.insert(k.alg.clone(), (k.kid.clone(), k.created_at, k.rotate_at));
+            }
+        }
+        let newest = newest
+            .into_iter()
+            .map(|(alg, (kid, _, rotate_at))| (alg, (kid, rotate_at)))
+            .collect();
         Ok(Self {
+            newest,
             keys,
             by_kid,
             jwks: Arc::new(serde_json::to_vec(&jwks).unwrap_or_default()),
@@ -289,13 +304,7 @@ impl KeyManager {
         now: Timestamp,
     ) -> Result<(), KeyError> {
         for &alg in &self.inner.algorithms {
-            let newest = self
-                .snapshot()
-                .keys
-                .iter()
-                .rev()
-                .find(|k| k.alg == alg)
-                .map(|k| (k.kid.clone(), k.rotate_at));
+            let newest = self.snapshot().newest.get(alg.as_str()).cloned();
             let due = match &newest {
                 None => true,
                 Some((_, rotate_at)) => now + PUBLISH_AHEAD >= *rotate_at,
@@ -327,11 +336,9 @@ impl KeyManager {
         for &alg in &self.inner.algorithms {
             let expected = self
                 .snapshot()
-                .keys
-                .iter()
-                .rev()
-                .find(|k| k.alg == alg)
-                .map(|k| k.kid.clone());
+                .newest
+                .get(alg.as_str())
+                .map(|(kid, _)| kid.clone());
             let key = generate_key(
                 alg,
                 now,

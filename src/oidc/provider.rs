@@ -1253,7 +1253,6 @@ pub fn discovery_document(config: &Config) -> Value {
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [config.signer.algorithm.as_str()],
-        "userinfo_signing_alg_values_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
