@@ -258,6 +258,7 @@ pub async fn add_client(
         Err(StorageError::AlreadyExists) => return Err(AdminError::ClientExists(client.id)),
         Err(e) => return Err(e.into()),
     }
+    audit(storage, now, "client_added", None, Some(&client.id)).await?;
     Ok(AddedClient {
         client,
         secret,
@@ -322,9 +323,44 @@ pub async fn remove_client(
         return Err(AdminError::StaticClient(id.to_string()));
     }
     match storage.delete_client(id).await {
-        Ok(()) => Ok(()),
-        Err(StorageError::NotFound) => Err(AdminError::NoSuchClient(id.to_string())),
-        Err(e) => Err(e.into()),
+        Ok(()) => {}
+        Err(StorageError::NotFound) => return Err(AdminError::NoSuchClient(id.to_string())),
+        Err(e) => return Err(e.into()),
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    audit(storage, now, "client_removed", None, Some(id)).await
+}
+
+/// Administrative changes go to the same audit trail as sign-ins.
+async fn audit(
+    storage: &dyn Storage,
+    at: i64,
+    kind: &str,
+    user_id: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<(), AdminError> {
+    storage
+        .append_audit_events(&[audit_event(at, kind, user_id, client_id)])
+        .await?;
+    Ok(())
+}
+
+fn audit_event(
+    at: i64,
+    kind: &str,
+    user_id: Option<&str>,
+    client_id: Option<&str>,
+) -> crate::storage::AuditEvent {
+    crate::storage::AuditEvent {
+        at,
+        kind: kind.to_string(),
+        user_id: user_id.map(str::to_string),
+        client_id: client_id.map(str::to_string),
+        connector_id: None,
+        detail: Some("idbridge command line".to_string()),
     }
 }
 
@@ -390,6 +426,7 @@ pub async fn revoke_user_sessions(
     for family in &live_families {
         storage.revoke_grant(family, until).await?;
     }
+    audit(storage, now, "sessions_revoked", Some(&user.id), None).await?;
     Ok(Revocation {
         user,
         sessions,

@@ -44,6 +44,28 @@ pub async fn instance_secret(storage: &dyn Storage, name: &str) -> Result<Vec<u8
     Ok(B64.decode(value.as_bytes())?)
 }
 
+/// Loads the signing keys for the configured algorithms, creating the first ones if needed.
+pub async fn load_keys(
+    config: &Config,
+    storage: &dyn Storage,
+    now: i64,
+) -> Result<KeyManager, BoxError> {
+    // A retired key stays published as long as any token it signed can still be valid.
+    let max_token_lifetime = config
+        .expiry
+        .id_tokens
+        .max(config.expiry.access_tokens)
+        .as_secs() as i64;
+    Ok(KeyManager::load(
+        storage,
+        Provider::signing_algorithms(config),
+        config.signer.keys_rotation_period.as_secs() as i64,
+        max_token_lifetime,
+        now,
+    )
+    .await?)
+}
+
 /// Builds the provider from a configuration over an open storage.
 pub async fn build_provider(
     config: Config,
@@ -78,19 +100,7 @@ pub async fn build_provider(
         hmac::HMAC_SHA256,
         &instance_secret(storage.as_ref(), "subject_key").await?,
     );
-    let max_token_lifetime = config
-        .expiry
-        .id_tokens
-        .max(config.expiry.access_tokens)
-        .as_secs() as i64;
-    let keys = KeyManager::load(
-        storage.as_ref(),
-        Provider::signing_algorithms(&config),
-        config.signer.keys_rotation_period.as_secs() as i64,
-        max_token_lifetime,
-        clock.now(),
-    )
-    .await?;
+    let keys = load_keys(&config, storage.as_ref(), clock.now()).await?;
     let clients = ClientRegistry::new(&statics, hasher);
     Ok(Arc::new(Provider::new(
         Arc::new(config),

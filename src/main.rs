@@ -39,6 +39,33 @@ enum Command {
     /// Debug tokens issued by idbridge.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Show the audit trail: sign-ins, tokens, revocations, administrative changes.
+    Audit(AuditArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// How far back to look, as a duration such as 1h, 30m or 168h.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// Only events of this user (username or sub).
+    #[arg(long)]
+    user: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a new signing key now. It is published at once and signs after two minutes,
+    /// once every replica serves it; older keys stay published until their tokens expire.
+    Rotate(ConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +189,8 @@ fn main() -> ExitCode {
         Command::Clients(ClientsCommand::Remove(args)) => clients_remove(&args),
         Command::Users(UsersCommand::List(args)) => users_list(&args.config),
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(&args),
+        Command::Audit(args) => audit(&args),
+        Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(&args),
         Command::Token(TokenCommand::Inspect(args)) => token_inspect(args),
     }
 }
@@ -561,6 +590,83 @@ fn sessions_revoke(args: &RevokeSessionsArgs) -> ExitCode {
              idbridge's userinfo and introspection refuse those issued with a revoked refresh \
              token. The user can sign in again: block them upstream to keep them out.",
             idbridge::config::format_duration(config.expiry.access_tokens)
+        );
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn audit(args: &AuditArgs) -> ExitCode {
+    let Some(window) = idbridge::config::parse_duration(&args.since) else {
+        eprintln!(
+            "error: --since {:?} is not a duration such as 1h or 30m",
+            args.since
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let run = async {
+        let (_config, storage) = open_admin(&args.config.config).await?;
+        let user_id = match &args.user {
+            None => None,
+            Some(name) => Some(
+                idbridge::admin::find_user(storage.as_ref(), name)
+                    .await
+                    .map_err(|e| admin_failed(&e))?
+                    .id,
+            ),
+        };
+        let since = now() - window.as_secs() as i64;
+        let events = storage
+            .list_audit_events(since, user_id.as_deref(), args.limit)
+            .await
+            .map_err(|e| {
+                eprintln!("error: cannot read the audit trail: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            })?;
+        println!(
+            "{:<23}  {:<24}  {:<32}  {:<20}  {:<12}  DETAIL",
+            "TIME (UTC)", "EVENT", "USER", "CLIENT", "CONNECTOR"
+        );
+        for e in &events {
+            println!(
+                "{:<23}  {:<24}  {:<32}  {:<20}  {:<12}  {}",
+                idbridge::admin::utc(e.at),
+                e.kind,
+                e.user_id.as_deref().unwrap_or("-"),
+                e.client_id.as_deref().unwrap_or("-"),
+                e.connector_id.as_deref().unwrap_or("-"),
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+        if events.len() as u32 == args.limit {
+            println!(
+                "(showing the first {} events; use --limit for more)",
+                args.limit
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    };
+    block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn keys_rotate(args: &ConfigArgs) -> ExitCode {
+    let run = async {
+        let (config, storage) = open_admin(&args.config).await?;
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            ExitCode::from(EXIT_FAILURE)
+        };
+        let keys = idbridge::app::load_keys(&config, storage.as_ref(), now())
+            .await
+            .map_err(failed)?;
+        keys.force_rotation(storage.as_ref(), now())
+            .await
+            .map_err(|e| failed(e.into()))?;
+        println!(
+            "created a new signing key: published now, used for signing in {} seconds; every \
+             replica picks it up within {} seconds",
+            idbridge::oidc::keys::PUBLISH_AHEAD,
+            idbridge::oidc::keys::RELOAD_INTERVAL
         );
         Ok(ExitCode::SUCCESS)
     };
