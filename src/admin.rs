@@ -711,6 +711,7 @@ staticClients:
             phone: None,
             picture: None,
             groups: vec![],
+            connector_data: None,
             created_at: 1,
             last_login_at: 1_700_000_000,
         }
@@ -728,7 +729,6 @@ staticClients:
             nonce: None,
             session_id: None,
             auth_time: 1,
-            connector_data: None,
             created_at: 1,
             last_used_at: 1,
             expires_at: 10_000,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connectors;
 pub mod http;
 pub mod inspect;
+pub mod kubesphere;
 pub mod oidc;
 pub mod storage;
 pub mod telemetry;

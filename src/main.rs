@@ -41,6 +41,8 @@ enum Command {
     Token(TokenCommand),
     /// Show the audit trail: sign-ins, tokens, revocations, administrative changes.
     Audit(AuditArgs),
+    /// Print the identity-provider configuration to paste into KubeSphere 3 or 4.
+    KubesphereConfig(idbridge::kubesphere::KubesphereConfigArgs),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -190,6 +192,7 @@ fn main() -> ExitCode {
         Command::Users(UsersCommand::List(args)) => users_list(&args.config),
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(&args),
         Command::Audit(args) => audit(&args),
+        Command::KubesphereConfig(args) => kubesphere_config(&args),
         Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(&args),
         Command::Token(TokenCommand::Inspect(args)) => token_inspect(args),
     }
@@ -399,6 +402,13 @@ fn describe_config(path: &Path, config: &Config) -> String {
     if !config.warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
         for warning in &config.warnings {
+            let _ = writeln!(out, "  {warning}");
+        }
+    }
+    let kubesphere = idbridge::kubesphere::kubesphere_warnings(config);
+    if !kubesphere.is_empty() {
+        let _ = writeln!(out, "\nKubeSphere warnings:");
+        for warning in &kubesphere {
             let _ = writeln!(out, "  {warning}");
         }
     }
@@ -647,6 +657,23 @@ fn audit(args: &AuditArgs) -> ExitCode {
         Ok(ExitCode::SUCCESS)
     };
     block_on(run).and_then(|r| r).unwrap_or_else(|code| code)
+}
+
+fn kubesphere_config(args: &idbridge::kubesphere::KubesphereConfigArgs) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match idbridge::kubesphere::kubesphere_config_command(&config, args) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn keys_rotate(args: &ConfigArgs) -> ExitCode {

@@ -71,7 +71,6 @@ CREATE TABLE refresh_tokens (
     nonce               TEXT,
     session_id          TEXT,
     auth_time           BIGINT NOT NULL,
-    connector_data      TEXT,
     created_at          BIGINT NOT NULL,
     last_used_at        BIGINT NOT NULL,
     expires_at          BIGINT NOT NULL,
@@ -95,6 +94,8 @@ CREATE TABLE users (
     phone          TEXT,
     picture        TEXT,
     user_groups    TEXT NOT NULL,
+    -- Opaque upstream data (such as an upstream refresh token) from the last login.
+    connector_data TEXT,
     created_at     BIGINT NOT NULL,
     last_login_at  BIGINT NOT NULL,
     UNIQUE (connector_id, upstream_id)

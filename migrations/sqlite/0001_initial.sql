@@ -71,7 +71,6 @@ CREATE TABLE refresh_tokens (
     nonce               TEXT,
     session_id          TEXT,
     auth_time           INTEGER NOT NULL,
-    connector_data      TEXT,
     created_at          INTEGER NOT NULL,
     last_used_at        INTEGER NOT NULL,
     expires_at          INTEGER NOT NULL,
@@ -95,6 +94,8 @@ CREATE TABLE users (
     phone          TEXT,
     picture        TEXT,
     user_groups    TEXT NOT NULL,
+    -- Opaque upstream data (such as an upstream refresh token) from the last login.
+    connector_data TEXT,
     created_at     INTEGER NOT NULL,
     last_login_at  INTEGER NOT NULL,
     UNIQUE (connector_id, upstream_id)

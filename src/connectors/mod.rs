@@ -5,8 +5,12 @@
 //! password into our form) or a callback connector (the user is sent upstream and comes back
 //! to `/callback`); either may also refresh an identity later.
 
+pub mod dingtalk;
 pub mod http;
 pub mod local;
+pub mod mapping;
+pub mod oauth2;
+pub mod oidc;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,7 +77,12 @@ pub struct LoginRedirect {
 /// A connector that sends the browser upstream and handles its return.
 #[async_trait]
 pub trait CallbackConnector: Send + Sync {
-    fn login_url(&self, callback_url: &str, state: &str) -> Result<LoginRedirect, ConnectorError>;
+    /// May wait briefly (an OIDC upstream's discovery), never longer than the connector's timeout.
+    async fn login_url(
+        &self,
+        callback_url: &str,
+        state: &str,
+    ) -> Result<LoginRedirect, ConnectorError>;
     async fn handle_callback(
         &self,
         callback_url: &str,
@@ -117,12 +126,15 @@ type Factory = fn(&ConnectorConfig, &FactoryContext<'_>) -> Result<Connector, Ve
 fn factory(kind: &str) -> Option<Factory> {
     match kind {
         "local" => Some(local::build),
+        "dingtalk" => Some(dingtalk::build),
+        "oidc" => Some(oidc::build),
+        "oauth2" => Some(oauth2::build),
         _ => None,
     }
 }
 
 /// Every connector type this build knows.
-pub const KNOWN_TYPES: &[&str] = &["local"];
+pub const KNOWN_TYPES: &[&str] = &["local", "dingtalk", "oidc", "oauth2"];
 
 /// The configured connectors, in configuration order.
 #[derive(Clone, Default)]

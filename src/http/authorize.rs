@@ -633,6 +633,7 @@ pub async fn login_get(
                 let callback_url = state.url("/callback");
                 let redirect = cb
                     .login_url(&callback_url, &req.id)
+                    .await
                     .map_err(|e| connector_failure(&state, &connector_id, e))?;
                 bs.upstream.retain(|u| u.request_id != req.id);
                 bs.upstream.push(UpstreamLogin {

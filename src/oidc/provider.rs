@@ -372,7 +372,6 @@ impl Provider {
                     code.nonce.clone(),
                     code.session_id.clone(),
                     code.auth_time,
-                    None,
                     now,
                     now + self
                         .config
@@ -444,7 +443,6 @@ impl Provider {
         nonce: Option<String>,
         session_id: Option<String>,
         auth_time: Timestamp,
-        connector_data: Option<String>,
         now: Timestamp,
         absolute_expires_at: Timestamp,
     ) -> Result<(String, RefreshToken), OAuthError> {
@@ -468,7 +466,6 @@ impl Provider {
             nonce,
             session_id,
             auth_time,
-            connector_data,
             created_at: now,
             last_used_at: now,
             expires_at: sliding.min(absolute_expires_at),
@@ -551,7 +548,6 @@ impl Provider {
             }
         };
         let mut user = self.load_user(&old.user_id).await?;
-        let mut connector_data = old.connector_data.clone();
         if let Some(refresher) = self
             .connectors
             .get(&old.connector_id)
@@ -566,11 +562,11 @@ impl Provider {
                 phone: user.phone.clone(),
                 picture: user.picture.clone(),
                 groups: user.groups.clone(),
-                connector_data: old.connector_data.clone(),
+                connector_data: user.connector_data.clone(),
             };
             match refresher.refresh(identity).await {
                 Ok(fresh) => {
-                    connector_data = fresh.connector_data.clone();
+                    user.connector_data = fresh.connector_data;
                     user.display_name = fresh.display_name;
                     user.email = fresh.email;
                     user.email_verified = fresh.email_verified;
@@ -616,7 +612,6 @@ impl Provider {
                     old.nonce.clone(),
                     old.session_id.clone(),
                     old.auth_time,
-                    connector_data,
                     now,
                     old.absolute_expires_at,
                 )
@@ -808,7 +803,6 @@ impl Provider {
                             None,
                             req.session_id.clone(),
                             auth_time,
-                            None,
                             now,
                             now + self
                                 .config

@@ -271,6 +271,7 @@ pub async fn upsert_user(
                 user.phone = identity.phone.clone();
                 user.picture = identity.picture.clone();
                 user.groups = identity.groups.clone();
+                user.connector_data = identity.connector_data.clone();
                 user.last_login_at = now;
                 storage.update_user(&user).await?;
                 return Ok(user);
@@ -292,6 +293,7 @@ pub async fn upsert_user(
             phone: identity.phone.clone(),
             picture: identity.picture.clone(),
             groups: identity.groups.clone(),
+            connector_data: identity.connector_data.clone(),
             created_at: now,
             last_login_at: now,
         };

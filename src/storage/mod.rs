@@ -189,8 +189,6 @@ pub struct RefreshToken {
     pub nonce: Option<String>,
     pub session_id: Option<String>,
     pub auth_time: Timestamp,
-    /// Opaque per-connector data (for example the upstream refresh token).
-    pub connector_data: Option<String>,
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
     /// Sliding expiry, pushed forward on every use.
@@ -217,6 +215,10 @@ pub struct User {
     pub phone: Option<String>,
     pub picture: Option<String>,
     pub groups: Vec<String>,
+    /// Opaque per-connector data from the last login or refresh (for example the upstream
+    /// refresh token). Kept per user, not per token: upstreams that rotate their refresh
+    /// tokens would otherwise see two of our clients revoke each other's grant.
+    pub connector_data: Option<String>,
     pub created_at: Timestamp,
     pub last_login_at: Timestamp,
 }

@@ -20,7 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/postgres/0001_initial.sql"),
 )];
 
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a pooled connection, including reconnecting to a server that
+/// refuses connections. While the database is down every request that needs it waits this
+/// long before it is answered 503, so it stays short: long enough to ride over a fast
+/// restart, short enough that clients and probes are not left hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pool of connections to one PostgreSQL database.
 #[derive(Debug, Clone)]

@@ -291,7 +291,6 @@ fn refresh_token_from_row(r: &impl RowExt) -> Result<RefreshToken> {
         nonce: r.opt_text("nonce")?,
         session_id: r.opt_text("session_id")?,
         auth_time: r.int("auth_time")?,
-        connector_data: r.opt_text("connector_data")?,
         created_at: r.int("created_at")?,
         last_used_at: r.int("last_used_at")?,
         expires_at: r.int("expires_at")?,
@@ -313,6 +312,7 @@ fn user_from_row(r: &impl RowExt) -> Result<User> {
         phone: r.opt_text("phone")?,
         picture: r.opt_text("picture")?,
         groups: r.list("user_groups")?,
+        connector_data: r.opt_text("connector_data")?,
         created_at: r.int("created_at")?,
         last_login_at: r.int("last_login_at")?,
     })
@@ -341,9 +341,9 @@ fn session_from_row(r: &impl RowExt) -> Result<SessionRecord> {
 fn insert_refresh_token(t: &RefreshToken) -> Statement {
     Statement::new(
         "INSERT INTO refresh_tokens (id, secret_hash, family_id, client_id, user_id, \
-         connector_id, scopes, nonce, session_id, auth_time, connector_data, created_at, \
+         connector_id, scopes, nonce, session_id, auth_time, created_at, \
          last_used_at, expires_at, absolute_expires_at, rotated_at, revoked) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .text(&t.id)
     .text(&t.secret_hash)
@@ -355,7 +355,6 @@ fn insert_refresh_token(t: &RefreshToken) -> Statement {
     .opt_text(&t.nonce)
     .opt_text(&t.session_id)
     .int(t.auth_time)
-    .opt_text(&t.connector_data)
     .int(t.created_at)
     .int(t.last_used_at)
     .int(t.expires_at)
@@ -759,8 +758,9 @@ impl<B: Backend> Storage for B {
         self.execute(
             Statement::new(
                 "INSERT INTO users (id, connector_id, upstream_id, username, display_name, \
-                 email, email_verified, phone, picture, user_groups, created_at, last_login_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 email, email_verified, phone, picture, user_groups, connector_data, created_at, \
+                 last_login_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .text(&u.id)
             .text(&u.connector_id)
@@ -772,6 +772,7 @@ impl<B: Backend> Storage for B {
             .opt_text(&u.phone)
             .opt_text(&u.picture)
             .list(&u.groups)
+            .opt_text(&u.connector_data)
             .int(u.created_at)
             .int(u.last_login_at),
         )
@@ -804,7 +805,7 @@ impl<B: Backend> Storage for B {
                 Statement::new(
                     "UPDATE users SET username = $1, display_name = $2, email = $3, \
                      email_verified = $4, phone = $5, picture = $6, user_groups = $7, \
-                     last_login_at = $8 WHERE id = $9",
+                     connector_data = $8, last_login_at = $9 WHERE id = $10",
                 )
                 .text(&u.username)
                 .opt_text(&u.display_name)
@@ -813,6 +814,7 @@ impl<B: Backend> Storage for B {
                 .opt_text(&u.phone)
                 .opt_text(&u.picture)
                 .list(&u.groups)
+                .opt_text(&u.connector_data)
                 .int(u.last_login_at)
                 .text(&u.id),
             )

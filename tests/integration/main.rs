@@ -1,3 +1,16 @@
 //! The one integration-test binary: each module is a family of tests.
 
+mod admin_cli;
+mod browser_pages;
+mod cli;
+mod deploy;
+mod dingtalk;
+mod dingtalk_sim;
+mod faults;
+mod harness;
+mod idaas_sim;
+mod negative;
+mod oidc_flows;
+mod replicas;
 mod storage_conformance;
+mod upstream_oidc;

@@ -275,7 +275,6 @@ fn refresh_token(id: &str, family: &str, user: &str) -> RefreshToken {
         nonce: None,
         session_id: Some("s1".into()),
         auth_time: NOW - 100,
-        connector_data: Some(r#"{"upstream_refresh":"abc"}"#.into()),
         created_at: NOW,
         last_used_at: NOW,
         expires_at: NOW + 3600,
@@ -297,6 +296,7 @@ fn user(id: &str, username: &str, upstream_id: &str) -> User {
         phone: Some("+86 138 0000 0000".into()),
         picture: None,
         groups: strings(&["dev", "ops"]),
+        connector_data: Some(r#"{"upstream_refresh":"abc"}"#.into()),
         created_at: NOW,
         last_login_at: NOW,
     }
@@ -638,7 +638,6 @@ async fn refresh_token_lifecycle(s: Arc<dyn Storage>) {
         secret_hash: "secret-hash-rt2".into(),
         last_used_at: NOW + 10,
         expires_at: NOW + 10 + 3600,
-        connector_data: None,
         ..first.clone()
     };
     s.rotate_refresh_token("rt1", NOW + 10, &second)

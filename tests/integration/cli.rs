@@ -1,0 +1,229 @@
+//! The `idbridge` binary as an operator runs it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_idbridge");
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("IDBRIDGE_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run idbridge")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_is_printed() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("idbridge {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configurations_and_prints_endpoints() {
+    for (file, issuer) in [
+        ("config/dev.yaml", "http://127.0.0.1:5556"),
+        ("config/example.yaml", "https://sso.example.com"),
+    ] {
+        let path = repo_file(file);
+        let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: exit {:?}\n{stdout}\n{}",
+            out.status.code(),
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("configuration is valid"), "{stdout}");
+        for endpoint in [
+            "/.well-known/openid-configuration",
+            "/auth",
+            "/token",
+            "/keys",
+            "/userinfo",
+            "/logout",
+        ] {
+            assert!(
+                stdout.contains(&format!("{issuer}{endpoint}")),
+                "{file}: {endpoint} missing from\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_names_an_unknown_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "issuer: http://127.0.0.1:5556\n\
+         staticClients:\n\
+         \x20 - id: app\n\
+         \x20   secret: s\n\
+         \x20   redirectUris: [http://127.0.0.1:5555/cb]\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("staticClients[0].redirectUris"),
+        "the key path is named: {stderr}"
+    );
+
+    // A file that does not exist is a configuration error too.
+    let out = run(&["check-config", "--config", "/nonexistent/idbridge.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn hash_password_reads_stdin_and_prints_a_verifiable_argon2id_hash() {
+    let password = "p@ss w0rd$with spaces";
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hash = text(&out.stdout).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "only the hash on stdout"
+    );
+    assert!(idbridge::connectors::local::verify_password(
+        password, &hash
+    ));
+    assert!(!idbridge::connectors::local::verify_password(
+        "p@ss w0rd",
+        &hash
+    ));
+
+    // An empty password is refused.
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_a_real_process_that_answers_discovery() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("idbridge.yaml");
+    let issuer = format!("http://127.0.0.1:{port}");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer: {issuer}\n\
+             storage:\n  type: sqlite\n  config:\n    file: \"{db}\"\n\
+             web:\n  http: 127.0.0.1:{port}\n\
+             logger:\n  level: warn\n\
+             staticClients:\n\
+             \x20 - id: app\n    secret: app-secret\n    redirectURIs: [http://127.0.0.1:5555/cb]\n",
+            db = dir.path().join("db.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn idbridge serve");
+    let mut server = Running(child);
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = http.get(format!("{issuer}/readyz")).send().await
+            && resp.status().is_success()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = server.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            panic!("idbridge serve exited early with {status}: {stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "idbridge serve never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let doc: serde_json::Value = http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], issuer);
+    assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
+    let jwks: serde_json::Value = http
+        .get(format!("{issuer}/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty());
+    drop(server);
+}
