@@ -291,8 +291,9 @@ async fn session_satisfies(
     {
         return Ok(false);
     }
+    // max_age=0 is prompt=login (OpenID Connect Core 3.1.2.1), even within the same second.
     if let Some(max_age) = req.max_age
-        && now - user.auth_time > max_age
+        && (max_age == 0 || now - user.auth_time > max_age)
     {
         return Ok(false);
     }

@@ -294,7 +294,8 @@ async fn not_found(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let ctx = state.page(&headers, uri.path());
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let ctx = state.page(&headers, path);
     pages::error_page(
         &ctx,
         axum::http::StatusCode::NOT_FOUND,

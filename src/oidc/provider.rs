@@ -510,8 +510,9 @@ impl Provider {
             return Err(invalid());
         }
         let grace = self.config.expiry.refresh_tokens.reuse_interval.as_secs() as i64;
+        // Without a grace period any use of a rotated token is reuse, even in the same second.
         if let Some(rotated_at) = old.rotated_at
-            && now - rotated_at > grace
+            && (grace == 0 || now - rotated_at > grace)
         {
             // RFC 9700 4.14.2: a rotated token used again means one of the two holders is
             // an attacker; revoke the whole family.
