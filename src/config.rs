@@ -959,7 +959,7 @@ fn convert(raw: RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     }
     for (i, t) in username_templates.iter().enumerate() {
         if let Err(e) = template_placeholders(t) {
-            c.error(&format!("identity.usernameTemplates[{i}]"), &e);
+            c.error(format!("identity.usernameTemplates[{i}]"), &e);
         }
     }
     if let Some(t) = &raw_identity.email_fallback {

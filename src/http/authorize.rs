@@ -223,25 +223,23 @@ async fn authorize_inner(
         Some(u) => session_satisfies(state, &req, &client, u, now).await?,
         None => false,
     };
-    if reusable {
-        if let Some(u) = bs.user.clone() {
-            let needs_consent = needs_consent(state, &client, &bs, &req);
-            if needs_consent && req.prompt.iter().any(|p| p == "none") {
-                return Ok(error_redirect(
-                    state,
-                    headers,
-                    &req,
-                    OAuthError::bare(crate::oidc::ErrorCode::ConsentRequired),
-                ));
-            }
-            if !needs_consent {
-                return finish_with_code(state, session, headers, &mut bs, &req, &u).await;
-            }
-            provider.storage.create_auth_request(&req).await?;
-            bs.add_pending(&req.id);
-            bs.store(session).await?;
-            return Ok(see_other(&state.url(&format!("/approval?req={}", req.id))));
+    if reusable && let Some(u) = bs.user.clone() {
+        let needs_consent = needs_consent(state, &client, &bs, &req);
+        if needs_consent && req.prompt.iter().any(|p| p == "none") {
+            return Ok(error_redirect(
+                state,
+                headers,
+                &req,
+                OAuthError::bare(crate::oidc::ErrorCode::ConsentRequired),
+            ));
         }
+        if !needs_consent {
+            return finish_with_code(state, session, headers, &mut bs, &req, &u).await;
+        }
+        provider.storage.create_auth_request(&req).await?;
+        bs.add_pending(&req.id);
+        bs.store(session).await?;
+        return Ok(see_other(&state.url(&format!("/approval?req={}", req.id))));
     }
     if req.prompt.iter().any(|p| p == "none") {
         return Ok(error_redirect(

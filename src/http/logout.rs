@@ -128,15 +128,13 @@ async fn logout(
         None => None,
         Some(uri) => {
             let client = match &client_id {
-                Some(id) => match state
+                // A storage failure here just means no redirect.
+                Some(id) => state
                     .provider
                     .clients
                     .get(state.provider.storage.as_ref(), id)
                     .await
-                {
-                    Ok(c) => c,
-                    Err(_) => None,
-                },
+                    .unwrap_or_default(),
                 None => None,
             };
             match client {
