@@ -201,6 +201,10 @@ async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch
                     Ok(stats) => tracing::debug!(?stats, "expired rows collected"),
                     Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
                 }
+                let keep = provider.config.expiry.audit_events.as_secs() as i64;
+                if let Err(e) = provider.storage.delete_audit_events_before(clock.now() - keep).await {
+                    tracing::warn!(error = %e, "audit retention failed");
+                }
             }
         }
     }

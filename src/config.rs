@@ -158,6 +158,8 @@ pub struct ExpiryConfig {
     pub sessions: Duration,
     pub device_requests: Duration,
     pub refresh_tokens: RefreshTokenExpiry,
+    /// How long audit events are kept.
+    pub audit_events: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -637,6 +639,7 @@ struct RawExpiry {
     sessions: Option<YamlDuration>,
     device_requests: Option<YamlDuration>,
     refresh_tokens: Option<RawRefreshTokens>,
+    audit_events: Option<YamlDuration>,
 }
 
 #[derive(Deserialize)]
@@ -1267,6 +1270,7 @@ fn convert_expiry(raw: Option<RawExpiry>, c: &mut Checker<'_>) -> ExpiryConfig {
         sessions: None,
         device_requests: None,
         refresh_tokens: None,
+        audit_events: None,
     });
     let refresh = raw.refresh_tokens.unwrap_or(RawRefreshTokens {
         valid_if_not_used_for: None,
@@ -1303,6 +1307,7 @@ fn convert_expiry(raw: Option<RawExpiry>, c: &mut Checker<'_>) -> ExpiryConfig {
         sessions: c.positive("expiry.sessions", raw.sessions, secs(12 * HOUR)),
         device_requests: c.positive("expiry.deviceRequests", raw.device_requests, secs(300)),
         refresh_tokens,
+        audit_events: c.positive("expiry.auditEvents", raw.audit_events, secs(2160 * HOUR)),
     }
 }
 

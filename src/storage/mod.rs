@@ -366,6 +366,8 @@ pub trait Storage: Send + Sync + 'static {
 
     // Audit trail.
     async fn append_audit_events(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Deletes events older than `before` (retention); returns how many.
+    async fn delete_audit_events_before(&self, before: Timestamp) -> Result<u64>;
     /// Events at or after `since`, oldest first, optionally of one user, at most `limit`.
     async fn list_audit_events(
         &self,

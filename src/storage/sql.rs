@@ -952,6 +952,11 @@ impl<B: Backend> Storage for B {
         self.commit(tx).await
     }
 
+    async fn delete_audit_events_before(&self, before: Timestamp) -> Result<u64> {
+        self.execute(Statement::new("DELETE FROM audit_events WHERE at < $1").int(before))
+            .await
+    }
+
     async fn list_audit_events(
         &self,
         since: Timestamp,

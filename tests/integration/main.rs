@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module is a family of tests.
 
 mod admin_cli;
+mod browser_e2e;
 mod browser_pages;
 mod cli;
 mod deploy;
@@ -9,6 +10,7 @@ mod dingtalk_sim;
 mod faults;
 mod harness;
 mod idaas_sim;
+mod interop;
 mod negative;
 mod oidc_flows;
 mod replicas;

@@ -429,6 +429,11 @@ async fn audit_events_append_and_list(s: Arc<dyn Storage>) {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(s.delete_audit_events_before(NOW + 2).await.unwrap(), 2);
+    assert_eq!(
+        s.list_audit_events(0, None, 100).await.unwrap(),
+        batch[2..].to_vec()
+    );
 }
 
 async fn device_request_lifecycle(s: Arc<dyn Storage>) {
