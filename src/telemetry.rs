@@ -73,9 +73,13 @@ pub fn refresh_reuse() {
 }
 
 /// Records how long an upstream call took.
-pub fn upstream(connector: &str, endpoint: &'static str, elapsed: Duration) {
-    metrics::histogram!(UPSTREAM_DURATION, "connector" => connector.to_string(), "endpoint" => endpoint)
-        .record(elapsed.as_secs_f64());
+pub fn upstream(connector: &str, endpoint: &str, elapsed: Duration) {
+    metrics::histogram!(
+        UPSTREAM_DURATION,
+        "connector" => connector.to_string(),
+        "endpoint" => endpoint.to_string()
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {

@@ -350,6 +350,8 @@ pub(super) struct Tokens {
 #[derive(Clone)]
 pub(super) struct UpstreamClient {
     pub http: reqwest::Client,
+    /// The connector id, for the upstream latency metric.
+    pub connector: String,
     pub client_id: String,
     pub client_secret: String,
     pub auth_style: AuthStyle,
@@ -462,10 +464,11 @@ impl UpstreamClient {
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unavailable(WHAT, &e))?;
+            .body(body);
+        let started = std::time::Instant::now();
+        let resp = resp.send().await.map_err(|e| unavailable(WHAT, &e));
+        crate::telemetry::upstream(&self.connector, "token", started.elapsed());
+        let resp = resp?;
         let status = resp.status();
         let body = read_body(WHAT, resp).await?;
         if !status.is_success() {
@@ -502,10 +505,11 @@ impl UpstreamClient {
             .http
             .get(url)
             .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| unavailable(WHAT, &e))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        let started = std::time::Instant::now();
+        let resp = resp.send().await.map_err(|e| unavailable(WHAT, &e));
+        crate::telemetry::upstream(&self.connector, "userinfo", started.elapsed());
+        let resp = resp?;
         let status = resp.status();
         let is_jwt = resp
             .headers()
@@ -785,6 +789,7 @@ pub(super) fn build(
         id: cc.id.clone(),
         client: UpstreamClient {
             http,
+            connector: cc.id.clone(),
             client_id,
             client_secret,
             auth_style: raw.token_auth_style.unwrap_or(AuthStyle::Basic),

@@ -666,6 +666,7 @@ pub(super) fn build(
         issuer,
         client: UpstreamClient {
             http,
+            connector: cc.id.clone(),
             client_id,
             client_secret,
             auth_style: AuthStyle::Basic,

@@ -297,7 +297,10 @@ async fn send(
             e.without_url()
         ))
     };
-    let mut resp = req.send().await.map_err(unavailable)?;
+    let started = std::time::Instant::now();
+    let sent = req.send().await;
+    crate::telemetry::upstream("dingtalk", what, started.elapsed());
+    let mut resp = sent.map_err(unavailable)?;
     let status = resp.status();
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(unavailable)? {
