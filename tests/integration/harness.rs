@@ -359,6 +359,16 @@ impl TestApp {
         TestApp::builder().yaml(yaml_extra).spawn().await
     }
 
+    /// The running server's storage, to observe what it wrote.
+    pub fn storage(&self) -> std::sync::Arc<dyn idbridge::storage::Storage> {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .provider
+            .storage
+            .clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
