@@ -93,6 +93,8 @@ pub async fn build_provider(
             allowed_connectors: vec![],
             backchannel_logout_uri: None,
             grant_types: vec![GRANT_AUTHORIZATION_CODE.to_string(), "refresh_token".into()],
+            allowed_scopes: vec![],
+            audience: vec![],
         });
     }
     let hasher = SecretHasher::new(&instance_secret(storage.as_ref(), "client_secret_key").await?);

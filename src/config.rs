@@ -250,6 +250,11 @@ pub struct StaticClient {
     pub allowed_connectors: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
     pub grant_types: Vec<String>,
+    /// Scopes the client may ask for with the client-credentials grant (also the default
+    /// when it asks for none).
+    pub allowed_scopes: Vec<String>,
+    /// `aud` of client-credentials access tokens (default: the client id).
+    pub audience: Vec<String>,
 }
 
 impl fmt::Debug for StaticClient {
@@ -267,6 +272,8 @@ impl fmt::Debug for StaticClient {
             .field("allowed_connectors", &self.allowed_connectors)
             .field("backchannel_logout_uri", &self.backchannel_logout_uri)
             .field("grant_types", &self.grant_types)
+            .field("allowed_scopes", &self.allowed_scopes)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -696,6 +703,8 @@ struct RawStaticClient {
     #[serde(rename = "backchannelLogoutURI")]
     backchannel_logout_uri: Option<String>,
     grant_types: Option<Vec<String>>,
+    allowed_scopes: Option<Vec<String>>,
+    audience: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1602,6 +1611,8 @@ fn convert_clients(
             allowed_connectors,
             backchannel_logout_uri: client.backchannel_logout_uri,
             grant_types,
+            allowed_scopes: client.allowed_scopes.unwrap_or_default(),
+            audience: client.audience.unwrap_or_default(),
         });
     }
     out

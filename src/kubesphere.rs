@@ -790,6 +790,8 @@ staticClients:
             allowed_connectors: vec![],
             backchannel_logout_uri: None,
             grant_types: vec![],
+            allowed_scopes: vec![],
+            audience: vec![],
         };
         let cb = "https://app.example.com/cb";
         assert!(looks_like_kubesphere(&client("ks", "x", cb)));

@@ -49,6 +49,14 @@ pub enum ConnectorError {
     /// The upstream said the user may not sign in (not a member, disabled, denied consent).
     #[error("access denied: {0}")]
     Denied(String),
+    /// Like `Denied`, with the upstream's own error code and request id, which the error
+    /// page shows for support.
+    #[error("access denied ({code}): {message}")]
+    DeniedUpstream {
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
     /// The upstream could not be reached in time.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),

@@ -319,7 +319,9 @@ fn needs_consent(
     bs: &BrowserSession,
     req: &AuthRequest,
 ) -> bool {
-    if req.prompt.iter().any(|p| p == "consent") {
+    // A device login always asks: the user must confirm that the device is theirs (RFC 8628
+    // 5.4, remote phishing), whatever the approval settings say.
+    if req.prompt.iter().any(|p| p == "consent") || req.device_request_id.is_some() {
         return true;
     }
     !(state.provider.config.oauth2.skip_approval_screen
@@ -679,7 +681,7 @@ async fn usable_connector(
 
 fn connector_failure(state: &AppState, connector_id: &str, e: ConnectorError) -> BrowserError {
     let outcome = match &e {
-        ConnectorError::Denied(_) => "denied",
+        ConnectorError::Denied(_) | ConnectorError::DeniedUpstream { .. } => "denied",
         ConnectorError::BadCallback(_) => "bad_callback",
         _ => "upstream_error",
     };
@@ -704,6 +706,20 @@ fn connector_failure(state: &AppState, connector_id: &str, e: ConnectorError) ->
             let mut err = BrowserError::new(
                 StatusCode::BAD_GATEWAY,
                 ErrorKind::UpstreamFailed,
+                Some(message),
+            );
+            err.upstream = Some((code, request_id.unwrap_or_else(|| "-".into())));
+            err
+        }
+        ConnectorError::DeniedUpstream {
+            code,
+            message,
+            request_id,
+        } => {
+            tracing::info!(connector = connector_id, upstream_code = %code, upstream_request_id = request_id.as_deref().unwrap_or("-"), reason = %message, "upstream login denied");
+            let mut err = BrowserError::new(
+                StatusCode::FORBIDDEN,
+                ErrorKind::AccessDenied,
                 Some(message),
             );
             err.upstream = Some((code, request_id.unwrap_or_else(|| "-".into())));

@@ -304,6 +304,8 @@ mod tests {
             allowed_connectors: vec![],
             backchannel_logout_uri: None,
             grant_types: vec![GRANT_AUTHORIZATION_CODE.into()],
+            allowed_scopes: vec![],
+            audience: vec![],
         })
     }
 

@@ -32,6 +32,10 @@ pub struct RegisteredClient {
     pub allowed_connectors: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
     pub grant_types: Vec<String>,
+    /// Scopes grantable with client credentials.
+    pub allowed_scopes: Vec<String>,
+    /// `aud` of client-credentials tokens; the client id when empty.
+    pub audience: Vec<String>,
 }
 
 impl RegisteredClient {
@@ -94,6 +98,8 @@ impl ClientRegistry {
                     allowed_connectors: c.allowed_connectors.clone(),
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                     grant_types: c.grant_types.clone(),
+                    allowed_scopes: c.allowed_scopes.clone(),
+                    audience: c.audience.clone(),
                 };
                 (c.id.clone(), Arc::new(rc))
             })
@@ -130,6 +136,8 @@ impl ClientRegistry {
                     GRANT_AUTHORIZATION_CODE.to_string(),
                     GRANT_REFRESH_TOKEN.to_string(),
                 ],
+                allowed_scopes: Vec::new(),
+                audience: Vec::new(),
             }))),
             Err(StorageError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
@@ -300,6 +308,8 @@ mod tests {
             allowed_connectors: vec![],
             backchannel_logout_uri: None,
             grant_types: vec![],
+            allowed_scopes: vec![],
+            audience: vec![],
         }
     }
 

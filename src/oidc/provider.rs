@@ -855,22 +855,40 @@ impl Provider {
                 "this client may not use the client credentials grant",
             ));
         }
-        let scopes: Vec<String> = params
-            .get("scope")?
-            .map(|s| {
-                s.split(' ')
+        // RFC 6749 3.3 and 4.4.2: a machine client gets only the scopes configured for it,
+        // all of them when it names none.
+        let scopes: Vec<String> = match params.get("scope")? {
+            None => client.allowed_scopes.clone(),
+            Some(s) => {
+                let asked: Vec<String> = s
+                    .split(' ')
                     .filter(|x| !x.is_empty())
                     .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .collect();
+                if let Some(bad) = asked.iter().find(|a| !client.allowed_scopes.contains(a)) {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        format!(
+                            "scope {:?} is not allowed for this client (allowedScopes)",
+                            bad.chars().take(64).collect::<String>()
+                        ),
+                    ));
+                }
+                asked
+            }
+        };
+        let audience = match client.audience.as_slice() {
+            [] => json!(client.id),
+            [one] => json!(one),
+            many => json!(many),
+        };
         let lifetime = self.config.expiry.access_tokens.as_secs() as i64;
         let jti = random::token(16);
         // The token is its own grant: revoking it revokes exactly this token.
         let claims = json!({
             "iss": self.config.issuer,
             "sub": client.id,
-            "aud": client.id,
+            "aud": audience,
             "client_id": client.id,
             "iat": now,
             "exp": now + lifetime,

@@ -874,7 +874,7 @@ async fn connector_refresh_exchanges_the_upstream_refresh_token() {
     sim.remove_member(ZHANG);
     assert!(matches!(
         refresher.refresh(fresh.clone()).await,
-        Err(ConnectorError::Denied(m)) if m.contains("60121")
+        Err(ConnectorError::DeniedUpstream { code, .. }) if code == "60121"
     ));
 
     // So does withdrawing the app's authorisation at DingTalk.
@@ -910,7 +910,7 @@ async fn connector_refresh_in_legacy_mode_asks_the_directory() {
     sim.remove_member(ZHANG);
     assert!(matches!(
         refresher.refresh(identity).await,
-        Err(ConnectorError::Denied(_))
+        Err(ConnectorError::DeniedUpstream { .. })
     ));
 }
 

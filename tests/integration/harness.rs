@@ -232,6 +232,8 @@ staticClients:
     name: Service
     secret: {SERVICE_SECRET}
     grantTypes: [client_credentials]
+    allowedScopes: [inventory.read, inventory.write]
+    audience: [https://inventory.example.com]
 {clients}
 {extra}
 "#,

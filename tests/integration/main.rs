@@ -15,4 +15,5 @@ mod negative;
 mod oidc_flows;
 mod replicas;
 mod storage_conformance;
+mod telemetry;
 mod upstream_oidc;

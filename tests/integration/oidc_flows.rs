@@ -540,6 +540,22 @@ async fn client_credentials_grant_for_a_machine_client() {
     assert_eq!(claims["sub"], SERVICE_ID);
     assert_eq!(claims["client_id"], SERVICE_ID);
     assert_eq!(claims["scope"], "inventory.read");
+    assert_eq!(claims["aud"], "https://inventory.example.com");
+
+    // Only the configured scopes; all of them when none is named.
+    app.token(
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "inventory.read admin"),
+        ],
+        service,
+    )
+    .await
+    .assert_oauth_error(400, "invalid_scope");
+    let all = app
+        .token(&[("grant_type", "client_credentials")], service)
+        .await;
+    assert_eq!(all.json()["scope"], "inventory.read inventory.write");
 
     assert_eq!(app.introspect(access, service).await["active"], true);
     let resp = app.userinfo(Some(access)).await;

@@ -175,11 +175,11 @@ impl DingTalk {
         let required = self.settings.require_membership;
         match membership {
             Membership::NotMember { code, request_id } if required => {
-                Err(ConnectorError::Denied(format!(
-                    "this DingTalk account is not a member of the organisation \
-                     (DingTalk error {code}, request id {})",
-                    request_id.as_deref().unwrap_or("-")
-                )))
+                Err(ConnectorError::DeniedUpstream {
+                    code,
+                    message: "this DingTalk account is not a member of the organisation".into(),
+                    request_id,
+                })
             }
             Membership::External if required => Err(ConnectorError::Denied(
                 "this DingTalk account is an external contact (外部联系人) of the organisation, \
