@@ -120,6 +120,8 @@ pub struct Server {
     pub provider: Arc<Provider>,
     /// Metrics and probes, for a separate listener.
     pub telemetry: axum::Router,
+    /// The whole provider, to serve on a second listener (plain http beside https).
+    pub router: axum::Router,
     shutdown: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -132,11 +134,53 @@ impl Server {
     }
 }
 
+/// TLS for a listener: a certificate chain and its private key, PEM files.
+pub struct Tls {
+    pub config: axum_server::tls_rustls::RustlsConfig,
+}
+
+impl Tls {
+    pub async fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, BoxError> {
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot load the TLS certificate {} and key {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        Ok(Self { config })
+    }
+}
+
 /// Starts the provider on an already bound listener (tests bind port 0 first, so the issuer
 /// can name the port). Background tasks end with the server.
 pub async fn spawn(
     config: Config,
     listener: TcpListener,
+    clock: Clock,
+) -> Result<Server, BoxError> {
+    spawn_with(config, listener, None, clock).await
+}
+
+/// Like [`spawn`], serving HTTPS on the listener.
+pub async fn spawn_tls(
+    config: Config,
+    listener: TcpListener,
+    tls: Tls,
+    clock: Clock,
+) -> Result<Server, BoxError> {
+    spawn_with(config, listener, Some(tls), clock).await
+}
+
+async fn spawn_with(
+    config: Config,
+    listener: TcpListener,
+    tls: Option<Tls>,
     clock: Clock,
 ) -> Result<Server, BoxError> {
     let storage = open_storage(&config).await?;
@@ -155,24 +199,43 @@ pub async fn spawn(
     let router = http::router(state);
     let background = tokio::spawn(background_tasks(provider.clone(), clock, rx.clone()));
     let mut shutdown_rx = rx;
-    let handle = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = shutdown_rx.wait_for(|stop| *stop).await;
-        })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server failed");
+    let service = router
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let handle = match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "server failed");
+            }
+            background.abort();
+        }),
+        Some(tls) => {
+            let std_listener = listener.into_std()?;
+            let server = axum_server::from_tcp_rustls(std_listener, tls.config)?;
+            let tls_handle = axum_server::Handle::new();
+            let stopper = tls_handle.clone();
+            tokio::spawn(async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            tokio::spawn(async move {
+                if let Err(e) = server.handle(tls_handle).serve(service).await {
+                    tracing::error!(error = %e, "TLS server failed");
+                }
+                background.abort();
+            })
         }
-        background.abort();
-    });
+    };
     Ok(Server {
         addr,
         provider,
         telemetry,
+        router,
         shutdown: tx,
         handle,
     })
@@ -214,27 +277,49 @@ async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch
 
 /// Runs the server from the configuration until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), BoxError> {
-    if config.web.https.is_some() {
-        return Err("web.https is not served by this build yet: terminate TLS at your ingress or load balancer and use web.http".into());
-    }
-    let listen = config
-        .web
-        .http
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1:5556".to_string());
-    let listener = TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let issuer = config.issuer.clone();
+    let bind = |addr: String, what: &'static str| async move {
+        TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    let tls = match (&config.web.https, &config.web.tls_cert, &config.web.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((
+            bind(addr.clone(), "web.https").await?,
+            Tls::from_pem_files(cert, key).await?,
+        )),
+        _ => None,
+    };
+    // Plain http when configured, or by default when there is no https listener.
+    let plain = match (&config.web.http, &tls) {
+        (Some(addr), _) => Some(bind(addr.clone(), "web.http").await?),
+        (None, None) => Some(bind("127.0.0.1:5556".to_string(), "web.http").await?),
+        (None, Some(_)) => None,
+    };
     let telemetry_listener = match &config.telemetry.http {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (telemetry.http): {e}"))?,
-        ),
+        Some(addr) => Some(bind(addr.clone(), "telemetry.http").await?),
         None => None,
     };
-    let server = spawn(config, listener, Clock::system()).await?;
+    let issuer = config.issuer.clone();
+    let (server, extra_plain) = match (tls, plain) {
+        (Some((listener, tls)), plain) => (
+            spawn_tls(config, listener, tls, Clock::system()).await?,
+            plain,
+        ),
+        (None, Some(listener)) => (spawn(config, listener, Clock::system()).await?, None),
+        (None, None) => return Err("no listener configured (web.http or web.https)".into()),
+    };
+    if let Some(l) = extra_plain {
+        let service = server
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(addr = ?l.local_addr().ok(), "also serving plain http");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, service).await {
+                tracing::error!(error = %e, "http listener failed");
+            }
+        });
+    }
     if let Some(l) = telemetry_listener {
         let router = server.telemetry.clone();
         tokio::spawn(async move {

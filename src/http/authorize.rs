@@ -20,7 +20,7 @@ use crate::oidc::clients::RegisteredClient;
 use crate::oidc::params::Params;
 use crate::oidc::provider::{AuthResponse, normalize_user_code};
 use crate::oidc::{OAuthError, random, subject};
-use crate::storage::{AuthRequest, DeviceDecision, DeviceStatus, StorageError};
+use crate::storage::{AuthRequest, DeviceDecision, DeviceStatus, StorageError, User};
 
 /// What went wrong in the browser flow, answered as a page.
 pub(crate) struct BrowserError {
@@ -221,9 +221,11 @@ async fn authorize_inner(
     // Single sign-on: reuse the session unless the request asks for a fresh login.
     let reusable = match &bs.user {
         Some(u) => session_satisfies(state, &req, &client, u, now).await?,
-        None => false,
+        None => None,
     };
-    if reusable && let Some(u) = bs.user.clone() {
+    if let Some(stored_user) = reusable
+        && let Some(u) = bs.user.clone()
+    {
         let needs_consent = needs_consent(state, &client, &bs, &req);
         if needs_consent && req.prompt.iter().any(|p| p == "none") {
             return Ok(error_redirect(
@@ -234,7 +236,17 @@ async fn authorize_inner(
             ));
         }
         if !needs_consent {
-            return finish_with_code(state, session, headers, &mut bs, &req, &u).await;
+            return finish_with_code(
+                state,
+                session,
+                headers,
+                &mut bs,
+                &req,
+                &u,
+                &stored_user,
+                false,
+            )
+            .await;
         }
         provider.storage.create_auth_request(&req).await?;
         bs.add_pending(&req.id);
@@ -274,41 +286,41 @@ fn login_target(state: &AppState, client: &RegisteredClient, req: &AuthRequest) 
     }
 }
 
-/// Whether the signed-in session may answer this request without a new login.
+/// The signed-in user, when the session may answer this request without a new login.
 async fn session_satisfies(
     state: &AppState,
     req: &AuthRequest,
     client: &RegisteredClient,
     user: &SignedIn,
     now: i64,
-) -> Result<bool, BrowserError> {
+) -> Result<Option<User>, BrowserError> {
     if req
         .prompt
         .iter()
         .any(|p| p == "login" || p == "select_account")
     {
-        return Ok(false);
+        return Ok(None);
     }
     // max_age=0 is prompt=login (OpenID Connect Core 3.1.2.1), even within the same second.
     if let Some(max_age) = req.max_age
         && (max_age == 0 || now - user.auth_time > max_age)
     {
-        return Ok(false);
+        return Ok(None);
     }
     if user.auth_time + state.provider.config.expiry.sessions.as_secs() as i64 <= now {
-        return Ok(false);
+        return Ok(None);
     }
     if !client.allows_connector(&user.connector_id) {
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(c) = &req.connector_id
         && c != &user.connector_id
     {
-        return Ok(false);
+        return Ok(None);
     }
     match state.provider.storage.get_user(&user.user_id).await {
-        Ok(_) => Ok(true),
-        Err(StorageError::NotFound) => Ok(false),
+        Ok(u) => Ok(Some(u)),
+        Err(StorageError::NotFound) => Ok(None),
         Err(e) => Err(OAuthError::from(e).into()),
     }
 }
@@ -359,6 +371,8 @@ fn respond(state: &AppState, headers: &HeaderMap, resp: &AuthResponse) -> Respon
 }
 
 /// Issues the code and answers the client.
+// The arguments are the request's whole context; bundling them would only move the list.
+#[allow(clippy::too_many_arguments)]
 async fn finish_with_code(
     state: &AppState,
     session: &Session,
@@ -366,13 +380,10 @@ async fn finish_with_code(
     bs: &mut BrowserSession,
     req: &AuthRequest,
     user: &SignedIn,
+    stored_user: &User,
+    request_stored: bool,
 ) -> Result<Response, BrowserError> {
     let provider = &state.provider;
-    let stored_user = match provider.storage.get_user(&user.user_id).await {
-        Ok(u) => u,
-        Err(StorageError::NotFound) => return Err(BrowserError::expired()),
-        Err(e) => return Err(OAuthError::from(e).into()),
-    };
     if let Some(device_id) = &req.device_request_id {
         let decision = DeviceDecision::Approve {
             user_id: stored_user.id.clone(),
@@ -385,17 +396,27 @@ async fn finish_with_code(
     let resp = provider
         .issue_code(
             req,
-            &stored_user,
+            stored_user,
             Some(&user.sid),
             user.auth_time,
             state.now(),
         )
         .await?;
+    if request_stored {
+        // The request is finished; failing to delete it only leaves a row for collection.
+        if let Err(e) = provider.storage.delete_auth_request(&req.id).await {
+            tracing::debug!(error = %e, "could not delete a finished authorization request");
+        }
+    }
+    // Single sign-on usually changes nothing in the session: write it only when it did.
+    let before = (bs.pending.len(), bs.upstream.len(), bs.clients.len());
     bs.finish(&req.id);
     if !bs.clients.contains(&req.client_id) {
         bs.clients.push(req.client_id.clone());
     }
-    bs.store(session).await?;
+    if (bs.pending.len(), bs.upstream.len(), bs.clients.len()) != before {
+        bs.store(session).await?;
+    }
     tracing::info!(client_id = %req.client_id, user_id = %stored_user.id, "authorization code issued");
     Ok(respond(state, headers, &resp))
 }
@@ -529,7 +550,9 @@ pub async fn device_post(
         bs.add_pending(&req.id);
         bs.store(&session).await?;
         let signed_in = match &bs.user {
-            Some(u) => session_satisfies(&state, &req, &client, u, now).await?,
+            Some(u) => session_satisfies(&state, &req, &client, u, now)
+                .await?
+                .is_some(),
             None => false,
         };
         let target = if signed_in {
@@ -951,7 +974,7 @@ async fn signed_in(
         bs.store(session).await?;
         return Ok(see_other(&state.url(&format!("/approval?req={}", req.id))));
     }
-    finish_with_code(state, session, headers, bs, req, &signed).await
+    finish_with_code(state, session, headers, bs, req, &signed, &user, true).await
 }
 
 pub async fn approval_get(
@@ -1047,7 +1070,22 @@ pub async fn approval_post(
         if !bs.consents.contains(&req.client_id) {
             bs.consents.push(req.client_id.clone());
         }
-        finish_with_code(&state, &session, &headers, &mut bs, &req, &user).await
+        let stored_user = match state.provider.storage.get_user(&user.user_id).await {
+            Ok(u) => u,
+            Err(StorageError::NotFound) => return Err(BrowserError::expired()),
+            Err(e) => return Err(e.into()),
+        };
+        finish_with_code(
+            &state,
+            &session,
+            &headers,
+            &mut bs,
+            &req,
+            &user,
+            &stored_user,
+            true,
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(|e| e.render(&state, &headers, &path))

@@ -214,10 +214,6 @@ impl Provider {
             redeemed_at: None,
         };
         self.storage.create_auth_code(&record).await?;
-        // The request is finished; failing to delete it only leaves a row for collection.
-        if let Err(e) = self.storage.delete_auth_request(&req.id).await {
-            tracing::debug!(error = %e, "could not delete finished auth request");
-        }
         let mut params = vec![("code".to_string(), code)];
         if let Some(s) = &req.state {
             params.push(("state".into(), s.clone()));

@@ -67,6 +67,9 @@ impl SqliteStorage {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
+            // A local file connection cannot go stale; pinging it before every query would
+            // double the round trips to the connection's worker thread.
+            .test_before_acquire(false)
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT * 2)
             .connect_with(options)

@@ -373,7 +373,7 @@ async fn service_token(app: &TestApp) -> String {
         .token(
             &[
                 ("grant_type", "client_credentials"),
-                ("scope", "billing.read"),
+                ("scope", "inventory.read"),
             ],
             ClientAuth::Basic(SERVICE_ID, SERVICE_SECRET),
         )

@@ -227,3 +227,101 @@ async fn serve_starts_a_real_process_that_answers_discovery() {
     assert!(!jwks["keys"].as_array().unwrap().is_empty());
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_speaks_https_with_the_configured_certificate() {
+    let free_port = || {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (port, plain_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // webpki refuses a CA certificate as a server certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl could not make a test certificate");
+    let issuer = format!("https://127.0.0.1:{port}");
+    let config = dir.path().join("idbridge.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer: {issuer}\n\
+             storage:\n  type: sqlite\n  config:\n    file: \"{db}\"\n\
+             web:\n  https: 127.0.0.1:{port}\n  http: 127.0.0.1:{plain_port}\n  tlsCert: \"{cert}\"\n  tlsKey: \"{key}\"\n\
+             logger:\n  level: warn\n",
+            db = dir.path().join("db.sqlite").display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn idbridge serve");
+    let mut server = Running(child);
+    let pem = std::fs::read(&cert).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let doc: serde_json::Value = loop {
+        if let Ok(resp) = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await
+            && resp.status().is_success()
+        {
+            break resp.json().await.unwrap();
+        }
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "idbridge serve exited"
+        );
+        if Instant::now() >= deadline {
+            let err = http
+                .get(format!("{issuer}/healthz"))
+                .send()
+                .await
+                .err()
+                .map(|e| format!("{e:?}"));
+            panic!("https never answered: {err:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(doc["issuer"], issuer);
+    // HSTS on an https issuer; the session cookie is Secure.
+    let resp = http.get(format!("{issuer}/keys")).send().await.unwrap();
+    assert!(resp.headers().contains_key("strict-transport-security"));
+    // The plain listener beside it serves the same provider (for probes behind a proxy).
+    let plain = reqwest::get(format!("http://127.0.0.1:{plain_port}/healthz"))
+        .await
+        .unwrap();
+    assert!(plain.status().is_success());
+    drop(server);
+}
