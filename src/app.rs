@@ -248,6 +248,7 @@ async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch
     let mut gc_tick = tokio::time::interval(GC_INTERVAL);
     keys_tick.tick().await;
     gc_tick.tick().await;
+    let holder = crate::oidc::random::token(12);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -262,6 +263,17 @@ async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch
                 }
             }
             _ = gc_tick.tick() => {
+                // One replica at a time collects: the lease outlives one interval, so the
+                // holder keeps it while it runs and another takes over if it stops.
+                let ttl = GC_INTERVAL.as_secs() as i64 * 2;
+                match provider.storage.try_lease("garbage_collection", &holder, clock.now(), ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not take the garbage collection lease");
+                        continue;
+                    }
+                }
                 match provider.storage.garbage_collect(clock.now()).await {
                     Ok(stats) => tracing::debug!(?stats, "expired rows collected"),
                     Err(e) => tracing::warn!(error = %e, "garbage collection failed"),

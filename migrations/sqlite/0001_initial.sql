@@ -147,3 +147,10 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_at ON audit_events (at);
 CREATE INDEX audit_events_user_id ON audit_events (user_id, at);
+
+-- Who runs periodic work (garbage collection) among replicas, and until when.
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);

@@ -376,6 +376,11 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<AuditEvent>>;
 
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`, unless another holder
+    /// has a lease that has not expired. Replicas use it so that periodic work (garbage
+    /// collection) runs on one of them at a time.
+    async fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool>;
+
     /// Deletes everything that expired before `now`.
     async fn garbage_collect(&self, now: Timestamp) -> Result<GcStats>;
 }

@@ -979,6 +979,27 @@ impl<B: Backend> Storage for B {
         fetch_models(self, stmt, audit_event_from_row).await
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool> {
+        // One conditional upsert: the row changes only when it is ours or has expired, and
+        // RETURNING tells whether it did.
+        let taken = self
+            .fetch_optional(
+                Statement::new(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                     expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 \
+                     RETURNING holder",
+                )
+                .text(name)
+                .text(holder)
+                .int(now + ttl)
+                .int(now),
+            )
+            .await?;
+        Ok(taken.is_some())
+    }
+
     async fn garbage_collect(&self, now: Timestamp) -> Result<GcStats> {
         let delete = |sql| Statement::new(sql).int(now);
         Ok(GcStats {

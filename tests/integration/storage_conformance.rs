@@ -168,6 +168,7 @@ conformance!(
     auth_code_redeemed_exactly_once_under_concurrency,
     device_request_lifecycle,
     audit_events_append_and_list,
+    leases_have_one_holder_at_a_time,
     device_request_consumed_exactly_once_under_concurrency,
     grant_revocation,
     refresh_token_lifecycle,
@@ -395,6 +396,33 @@ async fn client_lifecycle(s: Arc<dyn Storage>) {
     assert_err!(s.get_client("kubectl").await, NotFound);
     assert_err!(s.delete_client("kubectl").await, NotFound);
     assert_eq!(s.list_clients().await.unwrap(), vec![confidential]);
+}
+
+async fn leases_have_one_holder_at_a_time(s: Arc<dyn Storage>) {
+    assert!(s.try_lease("gc", "a", NOW, 60).await.unwrap());
+    assert!(!s.try_lease("gc", "b", NOW + 30, 60).await.unwrap());
+    // The holder renews.
+    assert!(s.try_lease("gc", "a", NOW + 50, 60).await.unwrap());
+    assert!(!s.try_lease("gc", "b", NOW + 100, 60).await.unwrap());
+    // Once it lapses, another takes over, and the first is then refused.
+    assert!(s.try_lease("gc", "b", NOW + 110, 60).await.unwrap());
+    assert!(!s.try_lease("gc", "a", NOW + 120, 60).await.unwrap());
+    // Leases are independent by name.
+    assert!(s.try_lease("other", "a", NOW + 120, 60).await.unwrap());
+    // Of many racing for a free lease, exactly one wins.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.try_lease("race", &format!("h{i}"), NOW, 60).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
 }
 
 async fn audit_events_append_and_list(s: Arc<dyn Storage>) {
