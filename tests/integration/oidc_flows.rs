@@ -1254,3 +1254,79 @@ async fn a_native_app_with_a_private_use_scheme_gets_its_code() {
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_sends_a_back_channel_logout_token_to_the_client() {
+    // A relying party that records what it receives on its back-channel logout endpoint.
+    let received: std::sync::Arc<tokio::sync::Mutex<Vec<String>>> = Default::default();
+    let sink = received.clone();
+    let rp = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().await.push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, rp).await });
+
+    let app = TestApp::builder()
+        .client(&format!(
+            "- id: portal
+  secret: portal-secret
+  skipApproval: true
+  redirectURIs: [https://portal.example.com/cb]
+  backchannelLogoutURI: http://{rp_addr}/backchannel"
+        ))
+        .spawn()
+        .await;
+    let browser = app.browser();
+    let url = app.auth_url(&[
+        ("client_id", "portal"),
+        ("redirect_uri", "https://portal.example.com/cb"),
+        ("response_type", "code"),
+        ("scope", "openid"),
+    ]);
+    let code = browser.authorize(&url, Some(&ALICE)).await.code();
+    let tokens = app
+        .exchange(
+            &code,
+            "https://portal.example.com/cb",
+            None,
+            ClientAuth::Basic("portal", "portal-secret"),
+        )
+        .await
+        .json();
+    let (_, id_claims) = decode_jwt(tokens["id_token"].as_str().unwrap());
+
+    let signed_out = browser.get(&app.url("/logout")).await;
+    assert_eq!(signed_out.status, StatusCode::OK);
+    // Delivery happens in the background: wait for it, briefly.
+    let mut body = None;
+    for _ in 0..100 {
+        if let Some(b) = received.lock().await.first() {
+            body = Some(b.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = body.expect("no back-channel logout was delivered");
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("logout_token form field");
+    let (header, claims) = decode_jwt(&token);
+    // OpenID Connect Back-Channel Logout 1.0, 2.4.
+    assert_eq!(header["typ"], "logout+jwt");
+    assert_eq!(claims["iss"], app.issuer);
+    assert_eq!(claims["aud"], "portal");
+    assert_eq!(claims["sub"], id_claims["sub"]);
+    assert_eq!(claims["sid"], id_claims["sid"]);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+    assert!(claims["jti"].is_string() && claims["iat"].is_i64());
+}
