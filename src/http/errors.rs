@@ -77,11 +77,19 @@ impl IntoResponse for BearerError {
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let description = err
+        // RFC 6750 3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E, so the
+        // header can always be built whatever the description holds.
+        let description: String = err
             .description
             .clone()
             .unwrap_or_default()
-            .replace(['"', '\\'], "'");
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => '\'',
+                ' '..='~' => c,
+                _ => '?',
+            })
+            .collect();
         let challenge = format!(
             "Bearer realm=\"idbridge\", error=\"{}\", error_description=\"{}\"",
             err.code.as_str(),

@@ -60,11 +60,7 @@ fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> 
     let text = std::str::from_utf8(body)
         .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     let params = Params::parse(text)?;
-    if let Some(dup) = params.first_duplicate() {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {dup} was given more than once"
-        )));
-    }
+    params.refuse_duplicates()?;
     Ok(params)
 }
 

@@ -95,11 +95,7 @@ pub fn validate(
         })
     };
 
-    if let Some(dup) = params.first_duplicate() {
-        return Err(fail(OAuthError::invalid_request(format!(
-            "parameter {dup} was given more than once"
-        ))));
-    }
+    params.refuse_duplicates().map_err(&fail)?;
     if params.get("request").map_err(&fail)?.is_some() {
         return Err(fail(OAuthError::bare(ErrorCode::RequestNotSupported)));
     }

@@ -66,6 +66,18 @@ impl Params {
         }
         None
     }
+
+    /// `Err(invalid_request)` naming the first parameter given more than once (RFC 6749 3.1).
+    /// The name is reduced to safe characters: it is echoed in redirects and headers.
+    pub fn refuse_duplicates(&self) -> Result<(), OAuthError> {
+        match self.first_duplicate() {
+            None => Ok(()),
+            Some(dup) => Err(OAuthError::invalid_request(format!(
+                "parameter {} was given more than once",
+                printable(dup)
+            ))),
+        }
+    }
 }
 
 /// A parameter name safe to echo in an error description.

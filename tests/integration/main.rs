@@ -13,6 +13,7 @@ mod idaas_sim;
 mod interop;
 mod negative;
 mod oidc_flows;
+mod openapi;
 mod replicas;
 mod storage_conformance;
 mod telemetry;
