@@ -485,18 +485,9 @@ pub async fn device_post(
     body: Bytes,
 ) -> Response {
     let path = "/device".to_string();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = form_fields(&body);
     let result: Result<Response, BrowserError> = async {
-        let mut bs = BrowserSession::load(&session).await?;
-        if !is_form(&headers) || !bs.check_csrf(form.get("csrf").map(String::as_str)) {
-            return Err(BrowserError::new(
-                StatusCode::FORBIDDEN,
-                ErrorKind::CsrfFailed,
-                None,
-            ));
-        }
+        let mut bs = form_session(&session, &headers, &form).await?;
         let provider = &state.provider;
         let now = state.now();
         let typed = form.get("user_code").map(String::as_str).unwrap_or("");
@@ -583,10 +574,32 @@ async fn pending_request(
     }
 }
 
-fn query_map(query: &Option<String>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+/// The browser session behind a form submission, once the form proved it came from our page
+/// (right content type, the session's CSRF token).
+async fn form_session(
+    session: &Session,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<BrowserSession, BrowserError> {
+    let bs = BrowserSession::load(session).await?;
+    if !is_form(headers) || !bs.check_csrf(form.get("csrf").map(String::as_str)) {
+        return Err(BrowserError::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::CsrfFailed,
+            None,
+        ));
+    }
+    Ok(bs)
+}
+
+pub(crate) fn query_map(query: &Option<String>) -> HashMap<String, String> {
+    form_fields(query.as_deref().unwrap_or("").as_bytes())
 }
 
 pub async fn chooser(
@@ -777,18 +790,9 @@ pub async fn login_post(
 ) -> Response {
     let path = path_with_query(&format!("/login/{connector_id}"), &query);
     let q = query_map(&query);
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = form_fields(&body);
     let result: Result<Response, BrowserError> = async {
-        let mut bs = BrowserSession::load(&session).await?;
-        if !is_form(&headers) || !bs.check_csrf(form.get("csrf").map(String::as_str)) {
-            return Err(BrowserError::new(
-                StatusCode::FORBIDDEN,
-                ErrorKind::CsrfFailed,
-                None,
-            ));
-        }
+        let mut bs = form_session(&session, &headers, &form).await?;
         let req = pending_request(&state, &bs, q.get("req").map(String::as_str)).await?;
         let connector = usable_connector(&state, &req, &connector_id).await?;
         let Kind::Password(pw) = &connector.kind else {
@@ -1024,18 +1028,9 @@ pub async fn approval_post(
     body: Bytes,
 ) -> Response {
     let path = "/approval".to_string();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = form_fields(&body);
     let result: Result<Response, BrowserError> = async {
-        let mut bs = BrowserSession::load(&session).await?;
-        if !is_form(&headers) || !bs.check_csrf(form.get("csrf").map(String::as_str)) {
-            return Err(BrowserError::new(
-                StatusCode::FORBIDDEN,
-                ErrorKind::CsrfFailed,
-                None,
-            ));
-        }
+        let mut bs = form_session(&session, &headers, &form).await?;
         let req = pending_request(&state, &bs, form.get("req").map(String::as_str)).await?;
         let Some(user) = bs.user.clone() else {
             return Err(BrowserError::expired());

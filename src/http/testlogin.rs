@@ -2,15 +2,13 @@
 //! endpoints and shows what a client would receive, so an administrator can check a connector
 //! before wiring KubeSphere to it.
 
-use std::collections::HashMap;
-
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 use tower_sessions::Session;
 
-use super::authorize::{connector_links, see_other};
+use super::authorize::{connector_links, query_map, see_other};
 use super::pages::{self, ErrorKind};
 use super::session::{BrowserSession, TestLogin};
 use super::{AppState, page_error};
@@ -54,10 +52,7 @@ pub async fn start(
     if !enabled(&state) {
         return not_found(&state, &headers, path);
     }
-    let q: HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+    let q = query_map(&query);
     let Some(connector) = q
         .get("connector")
         .filter(|c| state.provider.connectors.get(c).is_some())
@@ -129,10 +124,7 @@ pub async fn callback(
             Some(detail),
         )
     };
-    let q: HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+    let q = query_map(&query);
     let Ok(mut bs) = BrowserSession::load(&session).await else {
         return fail(ErrorKind::ServiceUnavailable, "session unavailable");
     };
