@@ -190,6 +190,20 @@ where
     db.fetch_all(stmt).await?.iter().map(decode).collect()
 }
 
+/// After a conditional update changed nothing: `Conflict` when the row exists (its state
+/// did not allow the change), `NotFound` when it does not.
+async fn conflict_or_missing<B: Backend + ?Sized>(
+    db: &B,
+    exists_sql: &'static str,
+    id: &str,
+) -> Result<StorageError> {
+    Ok(if exists(db, Statement::new(exists_sql).text(id)).await? {
+        StorageError::Conflict
+    } else {
+        StorageError::NotFound
+    })
+}
+
 async fn exists<B: Backend + ?Sized>(db: &B, stmt: Statement) -> Result<bool> {
     Ok(db.fetch_optional(stmt).await?.is_some())
 }
@@ -525,16 +539,7 @@ impl<B: Backend> Storage for B {
         if let Some(row) = redeemed {
             return auth_code_from_row(&row);
         }
-        let known = exists(
-            self,
-            Statement::new("SELECT 1 FROM auth_codes WHERE id = $1").text(id),
-        )
-        .await?;
-        Err(if known {
-            StorageError::Conflict
-        } else {
-            StorageError::NotFound
-        })
+        Err(conflict_or_missing(self, "SELECT 1 FROM auth_codes WHERE id = $1", id).await?)
     }
 
     async fn create_device_request(&self, r: &DeviceRequest) -> Result<()> {
@@ -614,16 +619,7 @@ impl<B: Backend> Storage for B {
         if self.execute(stmt).await? == 1 {
             return Ok(());
         }
-        let known = exists(
-            self,
-            Statement::new("SELECT 1 FROM device_requests WHERE id = $1").text(id),
-        )
-        .await?;
-        Err(if known {
-            StorageError::Conflict
-        } else {
-            StorageError::NotFound
-        })
+        Err(conflict_or_missing(self, "SELECT 1 FROM device_requests WHERE id = $1", id).await?)
     }
 
     async fn consume_device_request(&self, id: &str) -> Result<DeviceRequest> {
@@ -639,16 +635,7 @@ impl<B: Backend> Storage for B {
         if let Some(row) = consumed {
             return device_request_from_row(&row);
         }
-        let known = exists(
-            self,
-            Statement::new("SELECT 1 FROM device_requests WHERE id = $1").text(id),
-        )
-        .await?;
-        Err(if known {
-            StorageError::Conflict
-        } else {
-            StorageError::NotFound
-        })
+        Err(conflict_or_missing(self, "SELECT 1 FROM device_requests WHERE id = $1", id).await?)
     }
 
     async fn revoke_grant(&self, grant_id: &str, expires_at: Timestamp) -> Result<()> {
