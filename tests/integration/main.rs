@@ -14,6 +14,7 @@ mod interop;
 mod negative;
 mod oidc_flows;
 mod openapi;
+mod rate_limits;
 mod replicas;
 mod storage_conformance;
 mod telemetry;
