@@ -1000,6 +1000,25 @@ impl Provider {
         token: &str,
         now: Timestamp,
     ) -> Result<AccessTokenInfo, OAuthError> {
+        let info = self.verify_access_token_offline(token, now)?;
+        if let Some(gid) = info.claims.get("gid").and_then(Value::as_str)
+            && self.storage.is_grant_revoked(gid).await?
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the token has been revoked",
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Everything [`verify_access_token`](Self::verify_access_token) checks except revocation,
+    /// which needs storage.
+    fn verify_access_token_offline(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<AccessTokenInfo, OAuthError> {
         let bad = |d: &str| OAuthError::new(ErrorCode::InvalidToken, d);
         let (header, claims) = self.keys.verify(token).map_err(|e| bad(&e.to_string()))?;
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
@@ -1014,11 +1033,6 @@ impl Provider {
             .ok_or_else(|| bad("no expiry"))?;
         if exp <= now {
             return Err(bad("the token has expired"));
-        }
-        if let Some(gid) = claims.get("gid").and_then(Value::as_str)
-            && self.storage.is_grant_revoked(gid).await?
-        {
-            return Err(bad("the token has been revoked"));
         }
         let subject = claims
             .get("sub")
@@ -1048,7 +1062,7 @@ impl Provider {
 
     /// The userinfo response for a verified access token (OpenID Connect Core 5.3).
     pub async fn userinfo(&self, token: &str, now: Timestamp) -> Result<Value, OAuthError> {
-        let info = self.verify_access_token(token, now).await?;
+        let info = self.verify_access_token_offline(token, now)?;
         if info.claims.get("auth_time").is_none() {
             return Err(OAuthError::new(
                 ErrorCode::InvalidToken,
@@ -1061,8 +1075,16 @@ impl Provider {
                 "the openid scope is required",
             ));
         }
-        let user = match self.storage.get_user(&info.subject).await {
-            Ok(u) => u,
+        // The user and the revocation state of the token's grant in one storage round trip.
+        let grant = info.claims.get("gid").and_then(Value::as_str).unwrap_or("");
+        let user = match self.storage.get_user_for_grant(&info.subject, grant).await {
+            Ok((_, true)) => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "the token has been revoked",
+                ));
+            }
+            Ok((u, false)) => u,
             Err(StorageError::NotFound) => {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidToken,

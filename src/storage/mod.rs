@@ -336,6 +336,8 @@ pub trait Storage: Send + Sync + 'static {
     // Users.
     async fn create_user(&self, user: &User) -> Result<()>;
     async fn get_user(&self, id: &str) -> Result<User>;
+    /// The user, and whether `grant_id` has been revoked: what userinfo needs, in one call.
+    async fn get_user_for_grant(&self, user_id: &str, grant_id: &str) -> Result<(User, bool)>;
     async fn get_user_by_upstream(&self, connector_id: &str, upstream_id: &str) -> Result<User>;
     async fn get_user_by_username(&self, username: &str) -> Result<User>;
     /// Replaces every mutable field of the user with the given id.

@@ -772,6 +772,21 @@ impl<B: Backend> Storage for B {
         fetch_model(self, stmt, user_from_row).await
     }
 
+    async fn get_user_for_grant(&self, user_id: &str, grant_id: &str) -> Result<(User, bool)> {
+        let row = self
+            .fetch_optional(
+                Statement::new(
+                    "SELECT users.*, EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2) \
+                     AS grant_revoked FROM users WHERE id = $1",
+                )
+                .text(user_id)
+                .text(grant_id),
+            )
+            .await?
+            .ok_or(StorageError::NotFound)?;
+        Ok((user_from_row(&row)?, row.flag("grant_revoked")?))
+    }
+
     async fn get_user_by_upstream(&self, connector_id: &str, upstream_id: &str) -> Result<User> {
         let stmt =
             Statement::new("SELECT * FROM users WHERE connector_id = $1 AND upstream_id = $2")

@@ -645,9 +645,20 @@ async fn auth_code_redeemed_exactly_once_under_concurrency(s: Arc<dyn Storage>) 
 }
 
 async fn grant_revocation(s: Arc<dyn Storage>) {
+    let alice = user("u-alice", "alice", "up-alice");
+    s.create_user(&alice).await.unwrap();
+    assert_eq!(
+        s.get_user_for_grant("u-alice", "family-1").await.unwrap(),
+        (alice.clone(), false)
+    );
+    assert_err!(s.get_user_for_grant("nobody", "family-1").await, NotFound);
     assert!(!s.is_grant_revoked("family-1").await.unwrap());
     s.revoke_grant("family-1", NOW + 100).await.unwrap();
     assert!(s.is_grant_revoked("family-1").await.unwrap());
+    assert_eq!(
+        s.get_user_for_grant("u-alice", "family-1").await.unwrap(),
+        (alice, true)
+    );
     assert!(!s.is_grant_revoked("family-2").await.unwrap());
 
     // Revoking again with an earlier expiry keeps the later one.
