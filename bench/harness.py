@@ -412,11 +412,11 @@ staticClients:
             lines.append(f"{tid}.{secret}")
             rows.append(
                 f"('{tid}','{h}','{tid}','{APP_ID}','{self.user_id}','local','{REFRESH_SCOPES}',NULL,NULL,"
-                f"{now},NULL,{now},{now},{now + 2592000},{now + 7776000},NULL,FALSE)"
+                f"{now},{now},{now},{now + 2592000},{now + 7776000},NULL,FALSE)"
             )
         cols = (
             "id,secret_hash,family_id,client_id,user_id,connector_id,scopes,nonce,session_id,auth_time,"
-            "connector_data,created_at,last_used_at,expires_at,absolute_expires_at,rotated_at,revoked"
+            "created_at,last_used_at,expires_at,absolute_expires_at,rotated_at,revoked"
         )
         parts = ["BEGIN;"]
         for i in range(0, len(rows), 1000):
@@ -713,10 +713,10 @@ PRAGMA journal_mode=WAL;
 BEGIN;
 WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {max(refresh_total - have_rt, 0)})
 INSERT INTO refresh_tokens (id, secret_hash, family_id, client_id, user_id, connector_id, scopes, nonce,
-  session_id, auth_time, connector_data, created_at, last_used_at, expires_at, absolute_expires_at,
+  session_id, auth_time, created_at, last_used_at, expires_at, absolute_expires_at,
   rotated_at, revoked)
 SELECT lower(hex(randomblob(16))), lower(hex(randomblob(32))), lower(hex(randomblob(16))), 'filler',
-  'filler-user-' || (abs(random()) % 100000), 'local', '{REFRESH_SCOPES}', NULL, NULL, {now}, NULL,
+  'filler-user-' || (abs(random()) % 100000), 'local', '{REFRESH_SCOPES}', NULL, NULL, {now},
   {now}, {now}, {now + 2592000}, {now + 7776000}, NULL, 0 FROM c WHERE {refresh_total - have_rt} > 0;
 WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {max(sessions_total - have_ss, 0)})
 INSERT INTO sessions (id, user_id, data, expires_at)
