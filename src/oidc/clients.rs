@@ -262,33 +262,39 @@ pub fn redirect_uri_allowed(client: &RegisteredClient, requested: &str) -> bool 
     if !client.public {
         return false;
     }
-    let Ok(req) = url::Url::parse(requested) else {
+    // The loopback exception is still a string comparison: only the port may differ, so
+    // `/x/../callback`, `127.1` or `HTTP://` do not pass for the registered URI.
+    let Some(requested) = loopback_without_port(requested) else {
         return false;
     };
-    if !is_loopback_http(&req) || !req.username().is_empty() || req.password().is_some() {
-        return false;
-    }
-    client.redirect_uris.iter().any(|r| {
-        let Ok(reg) = url::Url::parse(r) else {
-            return false;
-        };
-        is_loopback_http(&reg)
-            && reg.host_str() == req.host_str()
-            && reg.path() == req.path()
-            && reg.query() == req.query()
-            && reg.fragment().is_none()
-            && req.fragment().is_none()
-    })
+    client
+        .redirect_uris
+        .iter()
+        .filter_map(|r| loopback_without_port(r))
+        .any(|r| r == requested)
 }
 
-fn is_loopback_http(u: &url::Url) -> bool {
-    u.scheme() == "http"
-        && match u.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
+/// `http://127.0.0.1:8000/cb` as `http://127.0.0.1/cb`, for loopback redirect URIs written
+/// exactly with `127.0.0.1`, `[::1]` or `localhost`; `None` for anything else.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once(':') {
+        // An IPv6 literal holds colons of its own: a port follows only its closing bracket.
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.starts_with('[') || host.ends_with(']')) =>
+        {
+            host
         }
+        _ => authority,
+    };
+    if !matches!(host, "127.0.0.1" | "[::1]" | "localhost") || tail.contains('#') {
+        return None;
+    }
+    Some(format!("http://{host}{tail}"))
 }
 
 #[cfg(test)]
@@ -342,7 +348,14 @@ mod tests {
         );
         assert!(redirect_uri_allowed(&c, "http://127.0.0.1:53211/callback"));
         assert!(redirect_uri_allowed(&c, "http://localhost:18000"));
-        assert!(redirect_uri_allowed(&c, "http://localhost:18000/"));
+        // Compared as written: a trailing slash is another URI.
+        assert!(!redirect_uri_allowed(&c, "http://localhost:18000/"));
+        assert!(!redirect_uri_allowed(
+            &c,
+            "http://127.0.0.1:1/x/../callback"
+        ));
+        assert!(!redirect_uri_allowed(&c, "http://127.1:1/callback"));
+        assert!(!redirect_uri_allowed(&c, "HTTP://127.0.0.1:1/callback"));
         assert!(!redirect_uri_allowed(&c, "http://127.0.0.1:53211/other"));
         assert!(!redirect_uri_allowed(&c, "http://127.0.0.2:53211/callback"));
         assert!(!redirect_uri_allowed(

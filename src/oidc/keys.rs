@@ -395,6 +395,10 @@ impl KeyManager {
         let header: Value = decode_json(h).ok_or(VerifyError::Malformed)?;
         let claims: Value = decode_json(c).ok_or(VerifyError::Malformed)?;
         let sig = B64.decode(s).map_err(|_| VerifyError::Malformed)?;
+        // RFC 7515 4.1.11: we understand no critical extension, so any `crit` is refused.
+        if header.get("crit").is_some() {
+            return Err(VerifyError::Malformed);
+        }
         let kid = header
             .get("kid")
             .and_then(Value::as_str)

@@ -732,6 +732,12 @@ impl Provider {
         params: &Params,
         now: Timestamp,
     ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows_grant(super::clients::GRANT_DEVICE_CODE) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the device authorization grant",
+            ));
+        }
         let device_code = params.require("device_code")?;
         let id = random::sha256_b64(device_code.as_bytes());
         let invalid = || OAuthError::invalid_grant("the device code is invalid");
