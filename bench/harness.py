@@ -299,6 +299,7 @@ staticClients:
   - id: {CC_ID}
     secret: {CC_SECRET}
     grantTypes: [client_credentials]
+    allowedScopes: [api]
   - id: {APP_ID}
     secret: {APP_SECRET}
     redirectURIs: [{REDIRECT}]
