@@ -186,11 +186,26 @@ pub fn generate_key(
     })
 }
 
+#[derive(Clone, Debug)]
+struct Newest {
+    kid: String,
+    created_at: Timestamp,
+    rotate_at: Timestamp,
+}
+
+impl Newest {
+    /// The creation time of a successor: strictly later, so keys made within one second of
+    /// each other still have an order every replica agrees on.
+    fn successor_time(newest: Option<&Newest>, now: Timestamp) -> Timestamp {
+        newest.map_or(now, |n| now.max(n.created_at + 1))
+    }
+}
+
 /// An immutable view of the keys at one moment; swapped whole on reload.
 struct Snapshot {
-    /// The newest stored key of each algorithm, expired or not, with its `rotate_at`: what a
-    /// rotation must name as the key it replaces.
-    newest: BTreeMap<String, (String, Timestamp)>,
+    /// The newest stored key of each algorithm, expired or not: what a rotation must name as
+    /// the key it replaces.
+    newest: BTreeMap<String, Newest>,
     keys: Vec<Arc<LoadedKey>>,
     by_kid: BTreeMap<String, Arc<LoadedKey>>,
     jwks: Arc<Vec<u8>>,
@@ -208,19 +223,22 @@ impl Snapshot {
         keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
         let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
         let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
-        let mut newest: BTreeMap<String, (String, Timestamp, Timestamp)> = BTreeMap::new();
+        let mut newest: BTreeMap<String, Newest> = BTreeMap::new();
         for k in stored {
             let newer = newest
                 .get(&k.alg)
-                .is_none_or(|(kid, created, _)| (k.created_at, &k.kid) > (*created, kid));
+                .is_none_or(|n| (k.created_at, &k.kid) > (n.created_at, &n.kid));
             if newer {
-                newest.insert(k.alg.clone(), (k.kid.clone(), k.created_at, k.rotate_at));
+                newest.insert(
+                    k.alg.clone(),
+                    Newest {
+                        kid: k.kid.clone(),
+                        created_at: k.created_at,
+                        rotate_at: k.rotate_at,
+                    },
+                );
             }
         }
-        let newest = newest
-            .into_iter()
-            .map(|(alg, (kid, _, rotate_at))| (alg, (kid, rotate_at)))
-            .collect();
         Ok(Self {
             newest,
             keys,
@@ -307,16 +325,16 @@ impl KeyManager {
             let newest = self.snapshot().newest.get(alg.as_str()).cloned();
             let due = match &newest {
                 None => true,
-                Some((_, rotate_at)) => now + PUBLISH_AHEAD >= *rotate_at,
+                Some(n) => now + PUBLISH_AHEAD >= n.rotate_at,
             };
             if due {
                 let key = generate_key(
                     alg,
-                    now,
+                    Newest::successor_time(newest.as_ref(), now),
                     self.inner.rotation_period,
                     self.inner.max_token_lifetime,
                 )?;
-                let expected = newest.as_ref().map(|(kid, _)| kid.as_str());
+                let expected = newest.as_ref().map(|n| n.kid.as_str());
                 let created = storage.rotate_signing_keys(expected, &key, now).await?;
                 if created {
                     tracing::info!(kid = %key.kid, alg = alg.as_str(), "created signing key");
@@ -334,14 +352,11 @@ impl KeyManager {
         now: Timestamp,
     ) -> Result<(), KeyError> {
         for &alg in &self.inner.algorithms {
-            let expected = self
-                .snapshot()
-                .newest
-                .get(alg.as_str())
-                .map(|(kid, _)| kid.clone());
+            let newest = self.snapshot().newest.get(alg.as_str()).cloned();
+            let expected = newest.as_ref().map(|n| n.kid.clone());
             let key = generate_key(
                 alg,
-                now,
+                Newest::successor_time(newest.as_ref(), now),
                 self.inner.rotation_period,
                 self.inner.max_token_lifetime,
             )?;
@@ -435,4 +450,40 @@ pub enum VerifyError {
     WrongAlgorithm,
     #[error("the token's signature is invalid")]
     BadSignature,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successor_made_in_the_same_second_still_comes_second() {
+        let first = generate_key(SigningAlgorithm::ES256, 1000, 3600, 600).unwrap();
+        let newest = Newest {
+            kid: first.kid.clone(),
+            created_at: first.created_at,
+            rotate_at: first.rotate_at,
+        };
+        let at = Newest::successor_time(Some(&newest), 1000);
+        assert_eq!(at, 1001);
+        let second = generate_key(SigningAlgorithm::ES256, at, 3600, 600).unwrap();
+        // Whatever the kids' order, the older key signs until the newer one is published
+        // long enough.
+        let snap = Snapshot::build(&[second.clone(), first.clone()], 1005).unwrap();
+        let active = snap.active(SigningAlgorithm::ES256, 1005).unwrap();
+        assert_eq!(active.kid, first.kid);
+        let later = Snapshot::build(&[first, second.clone()], 1001 + PUBLISH_AHEAD).unwrap();
+        let active = later
+            .active(SigningAlgorithm::ES256, 1001 + PUBLISH_AHEAD)
+            .unwrap();
+        assert_eq!(active.kid, second.kid);
+    }
+
+    #[test]
+    fn no_key_of_an_algorithm_means_nothing_to_sign_with() {
+        let key = generate_key(SigningAlgorithm::EdDSA, 1000, 3600, 600).unwrap();
+        let snap = Snapshot::build(&[key], 1000).unwrap();
+        assert_eq!(snap.keys.len(), 1);
+        assert!(snap.active(SigningAlgorithm::RS256, 1000).is_none());
+    }
 }
