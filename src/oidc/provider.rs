@@ -355,33 +355,18 @@ impl Provider {
         };
         let user = self.load_user(&code.user_id).await?;
         let grant_id = code.id.clone();
-        let refresh = if code.scopes.iter().any(|s| s == "offline_access")
-            && client.allows_grant(GRANT_REFRESH_TOKEN)
-        {
-            let family = grant_id.clone();
-            let (token, record) = self
-                .new_refresh_token(
-                    &family,
-                    client,
-                    &user,
-                    &code.scopes,
-                    code.nonce.clone(),
-                    code.session_id.clone(),
-                    code.auth_time,
-                    now,
-                    now + self
-                        .config
-                        .expiry
-                        .refresh_tokens
-                        .absolute_lifetime
-                        .as_secs() as i64,
-                )
-                .await?;
-            self.storage.create_refresh_token(&record).await?;
-            Some((token, record))
-        } else {
-            None
-        };
+        let refresh = self
+            .first_refresh_token(
+                &grant_id,
+                client,
+                &user,
+                &code.scopes,
+                code.nonce.clone(),
+                code.session_id.clone(),
+                code.auth_time,
+                now,
+            )
+            .await?;
         self.mint(
             client,
             &user,
@@ -427,6 +412,41 @@ impl Provider {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The first refresh token of a new grant, stored, when the client asked for
+    /// `offline_access` and may refresh; `None` otherwise.
+    #[allow(clippy::too_many_arguments)]
+    async fn first_refresh_token(
+        &self,
+        grant_id: &str,
+        client: &RegisteredClient,
+        user: &User,
+        scopes: &[String],
+        nonce: Option<String>,
+        session_id: Option<String>,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<(String, RefreshToken)>, OAuthError> {
+        if !scopes.iter().any(|s| s == "offline_access")
+            || !client.allows_grant(GRANT_REFRESH_TOKEN)
+        {
+            return Ok(None);
+        }
+        let absolute = now
+            + self
+                .config
+                .expiry
+                .refresh_tokens
+                .absolute_lifetime
+                .as_secs() as i64;
+        let (token, record) = self
+            .new_refresh_token(
+                grant_id, client, user, scopes, nonce, session_id, auth_time, now, absolute,
+            )
+            .await?;
+        self.storage.create_refresh_token(&record).await?;
+        Ok(Some((token, record)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -794,32 +814,18 @@ impl Provider {
                     return Err(invalid());
                 };
                 let user = self.load_user(&user_id).await?;
-                let refresh = if req.scopes.iter().any(|s| s == "offline_access")
-                    && client.allows_grant(GRANT_REFRESH_TOKEN)
-                {
-                    let (token, record) = self
-                        .new_refresh_token(
-                            &req.id,
-                            client,
-                            &user,
-                            &req.scopes,
-                            None,
-                            req.session_id.clone(),
-                            auth_time,
-                            now,
-                            now + self
-                                .config
-                                .expiry
-                                .refresh_tokens
-                                .absolute_lifetime
-                                .as_secs() as i64,
-                        )
-                        .await?;
-                    self.storage.create_refresh_token(&record).await?;
-                    Some((token, record))
-                } else {
-                    None
-                };
+                let refresh = self
+                    .first_refresh_token(
+                        &req.id,
+                        client,
+                        &user,
+                        &req.scopes,
+                        None,
+                        req.session_id.clone(),
+                        auth_time,
+                        now,
+                    )
+                    .await?;
                 self.mint(
                     client,
                     &user,
