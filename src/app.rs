@@ -187,12 +187,12 @@ async fn spawn_with(
     let provider = build_provider(config, storage, &clock).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
-    let state = AppState {
+    let state = AppState::new(http::Shared {
         provider: provider.clone(),
         clock: clock.clone(),
         http: crate::connectors::http::client(Duration::from_secs(5), None)?,
         limits: Arc::new(http::ratelimit::Limits::new(&provider.config.rate_limits)),
-    };
+    });
     // Install the metrics recorder before the first request is counted.
     let _ = crate::telemetry::handle();
     let telemetry = http::telemetry_router(state.clone());
@@ -241,9 +241,44 @@ async fn spawn_with(
     })
 }
 
+/// The periodic work of a server, in one task: key rotation and reload, garbage collection,
+/// and reading the revocation counter.
+async fn background_tasks(provider: Arc<Provider>, clock: Clock, stop: watch::Receiver<bool>) {
+    tokio::join!(
+        maintenance(provider.clone(), clock, stop.clone()),
+        sync_revocations(provider, stop),
+    );
+}
+
+/// Reads the database's revocation counter every `SYNC_INTERVAL`, which lets storage answer
+/// the per-request revocation checks from memory (see `storage::memo`). A failure is logged
+/// once per outage; meanwhile every check reads the database.
+async fn sync_revocations(provider: Arc<Provider>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::storage::memo::SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => match provider.storage.sync_revocations().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("revocation counter readable again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot read the revocation counter; checking every token against the database");
+                }
+                Err(_) => {}
+            },
+        }
+    }
+}
+
 /// Key rotation and reload (so keys made by other replicas are published), and garbage
 /// collection of expired rows.
-async fn background_tasks(provider: Arc<Provider>, clock: Clock, mut stop: watch::Receiver<bool>) {
+async fn maintenance(provider: Arc<Provider>, clock: Clock, mut stop: watch::Receiver<bool>) {
     let mut keys_tick = tokio::time::interval(Duration::from_secs(RELOAD_INTERVAL as u64));
     let mut gc_tick = tokio::time::interval(GC_INTERVAL);
     keys_tick.tick().await;

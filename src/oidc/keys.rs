@@ -6,14 +6,15 @@
 //! before anyone signs with it, so relying parties and other replicas that cache the JWKS
 //! already know it, and a retired key stays published until every token it signed expired.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::config::SigningAlgorithm;
@@ -208,7 +209,20 @@ struct Snapshot {
     newest: BTreeMap<String, Newest>,
     keys: Vec<Arc<LoadedKey>>,
     by_kid: BTreeMap<String, Arc<LoadedKey>>,
-    jwks: Arc<Vec<u8>>,
+    jwks: Bytes,
+    /// Tokens that verified against this key set (see [`KeyManager::verify_remembered`]).
+    /// It lives and dies with the key set: a reload starts with nothing remembered.
+    verified: Mutex<HashMap<String, Arc<Verified>>>,
+}
+
+/// How many verified tokens a key set remembers; when full, it starts over.
+const VERIFIED_CAPACITY: usize = 1024;
+
+/// The decoded parts of a token whose signature verified.
+#[derive(Debug)]
+pub struct Verified {
+    pub header: Value,
+    pub claims: Value,
 }
 
 impl Snapshot {
@@ -243,7 +257,8 @@ impl Snapshot {
             newest,
             keys,
             by_kid,
-            jwks: Arc::new(serde_json::to_vec(&jwks).unwrap_or_default()),
+            jwks: Bytes::from(serde_json::to_vec(&jwks).unwrap_or_default()),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -368,7 +383,7 @@ impl KeyManager {
     }
 
     /// The JWKS document (serialized once per reload).
-    pub fn jwks(&self) -> Arc<Vec<u8>> {
+    pub fn jwks(&self) -> Bytes {
         self.snapshot().jwks.clone()
     }
 
@@ -401,35 +416,66 @@ impl KeyManager {
     /// claims. Only the algorithm bound to the key is accepted (`alg: none`, HS256 and any
     /// mismatch between header and key are refused). Time-based claims are NOT checked here.
     pub fn verify(&self, token: &str) -> Result<(Value, Value), VerifyError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed);
-        };
-        let header: Value = decode_json(h).ok_or(VerifyError::Malformed)?;
-        let claims: Value = decode_json(c).ok_or(VerifyError::Malformed)?;
-        let sig = B64.decode(s).map_err(|_| VerifyError::Malformed)?;
-        // RFC 7515 4.1.11: we understand no critical extension, so any `crit` is refused.
-        if header.get("crit").is_some() {
-            return Err(VerifyError::Malformed);
-        }
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::UnknownKey)?;
-        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-        let snap = self.snapshot();
-        let key = snap.by_kid.get(kid).ok_or(VerifyError::UnknownKey)?;
-        if alg != key.alg.as_str() {
-            return Err(VerifyError::WrongAlgorithm);
-        }
-        let signed_len = h.len() + 1 + c.len();
-        key.public
-            .verify(&token.as_bytes()[..signed_len], &sig)
-            .map_err(|_| VerifyError::BadSignature)?;
-        Ok((header, claims))
+        verify_with(&self.snapshot(), token)
     }
+}
+
+impl KeyManager {
+    /// Like [`KeyManager::verify`], remembering tokens that verified, so a token presented
+    /// again (a resource server calling userinfo or introspection for every request it
+    /// serves) is not decoded and verified again. A signature check is a pure function of the
+    /// token and the key set, and the memory belongs to the key set, so it can never vouch
+    /// for a token the current keys would refuse. Only the signature is remembered: the
+    /// caller checks expiry and everything else on every use.
+    pub fn verify_remembered(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        let snap = self.snapshot();
+        let lock = || match snap.verified.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(v) = lock().get(token) {
+            return Ok(v.clone());
+        }
+        let (header, claims) = verify_with(&snap, token)?;
+        let verified = Arc::new(Verified { header, claims });
+        let mut memory = lock();
+        if memory.len() >= VERIFIED_CAPACITY {
+            memory.clear();
+        }
+        memory.insert(token.to_owned(), verified.clone());
+        Ok(verified)
+    }
+}
+
+/// Verifies `token` against the keys of `snap` (see [`KeyManager::verify`]).
+fn verify_with(snap: &Snapshot, token: &str) -> Result<(Value, Value), VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let header: Value = decode_json(h).ok_or(VerifyError::Malformed)?;
+    let claims: Value = decode_json(c).ok_or(VerifyError::Malformed)?;
+    let sig = B64.decode(s).map_err(|_| VerifyError::Malformed)?;
+    // RFC 7515 4.1.11: we understand no critical extension, so any `crit` is refused.
+    if header.get("crit").is_some() {
+        return Err(VerifyError::Malformed);
+    }
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::UnknownKey)?;
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    let key = snap.by_kid.get(kid).ok_or(VerifyError::UnknownKey)?;
+    if alg != key.alg.as_str() {
+        return Err(VerifyError::WrongAlgorithm);
+    }
+    let signed_len = h.len() + 1 + c.len();
+    key.public
+        .verify(&token.as_bytes()[..signed_len], &sig)
+        .map_err(|_| VerifyError::BadSignature)?;
+    Ok((header, claims))
 }
 
 fn decode_json(part: &str) -> Option<Value> {
@@ -477,6 +523,49 @@ mod tests {
             .active(SigningAlgorithm::ES256, 1001 + PUBLISH_AHEAD)
             .unwrap();
         assert_eq!(active.kid, second.kid);
+    }
+
+    #[test]
+    fn a_remembered_token_goes_with_its_key_set() {
+        let alg = SigningAlgorithm::ES256;
+        let key = generate_key(alg, 1000, 3600, 600).unwrap();
+        let manager = KeyManager {
+            inner: Arc::new(Inner {
+                algorithms: vec![alg],
+                rotation_period: 3600,
+                max_token_lifetime: 600,
+                snapshot: RwLock::new(Arc::new(Snapshot::build(&[key], 1000).unwrap())),
+                rng: SystemRandom::new(),
+            }),
+        };
+        let token = manager
+            .sign(alg, "at+jwt", &json!({"sub": "a"}), 1000)
+            .unwrap();
+        let first = manager.verify_remembered(&token).unwrap();
+        let again = manager.verify_remembered(&token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second check came from memory"
+        );
+        assert_eq!(first.claims["sub"], "a");
+
+        // Another payload under the remembered signature is checked, and refused.
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let forged = format!("{head}.{}.{sig}", B64.encode(br#"{"sub":"b"}"#));
+        assert_eq!(
+            manager.verify_remembered(&forged).unwrap_err(),
+            VerifyError::BadSignature
+        );
+
+        // Once the key is no longer in the key set, neither is what it verified.
+        let other = generate_key(alg, 2000, 3600, 600).unwrap();
+        *manager.inner.snapshot.write().unwrap() =
+            Arc::new(Snapshot::build(&[other], 2000).unwrap());
+        assert_eq!(
+            manager.verify_remembered(&token).unwrap_err(),
+            VerifyError::UnknownKey
+        );
     }
 
     #[test]

@@ -15,15 +15,16 @@ use super::clients::{
     GRANT_REFRESH_TOKEN, RegisteredClient,
 };
 use super::error::{ErrorCode, OAuthError};
-use super::keys::KeyManager;
+use super::keys::{KeyManager, Verified};
 use super::params::Params;
 use super::random;
 use crate::config::{Config, SigningAlgorithm};
 use crate::connectors::{ConnectorError, Connectors, Identity};
 use crate::storage::{
-    AuthCode, AuthRequest, DeviceRequest, DeviceStatus, RefreshToken, Storage, StorageError,
-    Timestamp, User,
+    AuthCode, AuthRequest, CodePresentation, DeviceRequest, DeviceStatus, RefreshToken, Storage,
+    StorageError, Timestamp, User,
 };
+use bytes::Bytes;
 
 pub struct Provider {
     pub config: Arc<Config>,
@@ -34,7 +35,7 @@ pub struct Provider {
     /// Key for deriving subjects from upstream ids.
     pub subject_key: hmac::Key,
     pub audit: AuditLog,
-    discovery: Arc<Vec<u8>>,
+    discovery: Bytes,
 }
 
 /// The successful token response (RFC 6749 5.1).
@@ -127,10 +128,16 @@ impl AuthResponse {
 /// What a verified access token says.
 #[derive(Debug, Clone)]
 pub struct AccessTokenInfo {
-    pub claims: Value,
+    verified: Arc<Verified>,
     pub subject: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+}
+
+impl AccessTokenInfo {
+    pub fn claims(&self) -> &Value {
+        &self.verified.claims
+    }
 }
 
 impl Provider {
@@ -143,7 +150,7 @@ impl Provider {
         subject_key: hmac::Key,
     ) -> Self {
         let discovery =
-            Arc::new(serde_json::to_vec(&discovery_document(&config)).unwrap_or_default());
+            Bytes::from(serde_json::to_vec(&discovery_document(&config)).unwrap_or_default());
         let audit = AuditLog::start(storage.clone());
         Self {
             config,
@@ -161,7 +168,8 @@ impl Provider {
         &self.config.issuer
     }
 
-    pub fn discovery_json(&self) -> Arc<Vec<u8>> {
+    /// The serialized discovery document: cloning it shares the bytes.
+    pub fn discovery_json(&self) -> Bytes {
         self.discovery.clone()
     }
 
@@ -300,6 +308,27 @@ impl Provider {
                 "the authorization code is invalid, expired or was already used",
             )
         };
+        // The common case in one statement: the code is redeemed only if it was issued to
+        // exactly this client, redirect URI and PKCE challenge, and is unexpired and unused.
+        // Anything else falls through to the checks below, which say what is wrong, leave the
+        // code to its rightful owner, and treat a redeemed code as replayed.
+        if let Some(redirect) = redirect_uri
+            && verifier.is_none_or(is_pkce_value)
+        {
+            let challenge = verifier.map(|v| random::sha256_b64(v.as_bytes()));
+            let presented = CodePresentation {
+                client_id: &client.id,
+                redirect_uri: redirect,
+                code_challenge: challenge.as_deref(),
+            };
+            if let Some(code) = self
+                .storage
+                .redeem_auth_code_matching(&id, now, &presented)
+                .await?
+            {
+                return self.issue_for_code(client, code, now).await;
+            }
+        }
         let stored = match self.storage.get_auth_code(&id).await {
             Ok(c) => c,
             Err(StorageError::NotFound) => return Err(invalid()),
@@ -353,6 +382,16 @@ impl Provider {
             Err(StorageError::NotFound) => return Err(invalid()),
             Err(e) => return Err(e.into()),
         };
+        self.issue_for_code(client, code, now).await
+    }
+
+    /// The tokens for a code that was just redeemed.
+    async fn issue_for_code(
+        &self,
+        client: &RegisteredClient,
+        code: AuthCode,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
         let user = self.load_user(&code.user_id).await?;
         let grant_id = code.id.clone();
         let refresh = self
@@ -1013,7 +1052,7 @@ impl Provider {
         now: Timestamp,
     ) -> Result<AccessTokenInfo, OAuthError> {
         let info = self.verify_access_token_offline(token, now)?;
-        if let Some(gid) = info.claims.get("gid").and_then(Value::as_str)
+        if let Some(gid) = info.claims().get("gid").and_then(Value::as_str)
             && self.storage.is_grant_revoked(gid).await?
         {
             return Err(OAuthError::new(
@@ -1032,7 +1071,11 @@ impl Provider {
         now: Timestamp,
     ) -> Result<AccessTokenInfo, OAuthError> {
         let bad = |d: &str| OAuthError::new(ErrorCode::InvalidToken, d);
-        let (header, claims) = self.keys.verify(token).map_err(|e| bad(&e.to_string()))?;
+        let verified = self
+            .keys
+            .verify_remembered(token)
+            .map_err(|e| bad(&e.to_string()))?;
+        let (header, claims) = (&verified.header, &verified.claims);
         if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
             return Err(bad("not an access token"));
         }
@@ -1065,7 +1108,7 @@ impl Provider {
             .map(str::to_string)
             .collect();
         Ok(AccessTokenInfo {
-            claims,
+            verified: verified.clone(),
             subject,
             client_id,
             scopes,
@@ -1075,7 +1118,7 @@ impl Provider {
     /// The userinfo response for a verified access token (OpenID Connect Core 5.3).
     pub async fn userinfo(&self, token: &str, now: Timestamp) -> Result<Value, OAuthError> {
         let info = self.verify_access_token_offline(token, now)?;
-        if info.claims.get("auth_time").is_none() {
+        if info.claims().get("auth_time").is_none() {
             return Err(OAuthError::new(
                 ErrorCode::InvalidToken,
                 "the token does not represent a user",
@@ -1088,7 +1131,11 @@ impl Provider {
             ));
         }
         // The user and the revocation state of the token's grant in one storage round trip.
-        let grant = info.claims.get("gid").and_then(Value::as_str).unwrap_or("");
+        let grant = info
+            .claims()
+            .get("gid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let user = match self.storage.get_user_for_grant(&info.subject, grant).await {
             Ok((_, true)) => {
                 return Err(OAuthError::new(
@@ -1157,10 +1204,14 @@ impl Provider {
             Err(e) if e.code == ErrorCode::InvalidToken => return Ok(inactive),
             Err(e) => return Err(e),
         };
-        let grant = info.claims.get("gid").and_then(Value::as_str).unwrap_or("");
+        let grant = info
+            .claims()
+            .get("gid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         // A user's token: the user (for `username`) and the grant's state in one statement;
         // a machine client's token: only the grant's state.
-        let username = if info.claims.get("auth_time").is_some() {
+        let username = if info.claims().get("auth_time").is_some() {
             match self.storage.get_user_for_grant(&info.subject, grant).await {
                 Ok((user, false)) => Some(user.username),
                 Ok((_, true)) | Err(StorageError::NotFound) => return Ok(inactive),
@@ -1172,7 +1223,7 @@ impl Provider {
             }
             None
         };
-        let mut out = match info.claims {
+        let mut out = match info.claims().clone() {
             Value::Object(m) => m,
             _ => Map::new(),
         };
@@ -1225,10 +1276,10 @@ impl Provider {
         }
         if let Ok(info) = self.verify_access_token(token, now).await
             && info.client_id == client.id
-            && let Some(gid) = info.claims.get("gid").and_then(Value::as_str)
+            && let Some(gid) = info.claims().get("gid").and_then(Value::as_str)
         {
             let exp = info
-                .claims
+                .claims()
                 .get("exp")
                 .and_then(Value::as_i64)
                 .unwrap_or(now);

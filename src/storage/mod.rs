@@ -8,6 +8,7 @@
 //!
 //! All times are Unix seconds supplied by the caller: storage never reads the clock.
 
+pub mod memo;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -175,6 +176,16 @@ pub struct AuthCode {
     pub redeemed_at: Option<Timestamp>,
 }
 
+/// What a token request presents with an authorization code.
+#[derive(Clone, Copy, Debug)]
+pub struct CodePresentation<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    /// The S256 challenge computed from the request's `code_verifier`, or `None` when the
+    /// request had none (then the code must have been issued without a challenge).
+    pub code_challenge: Option<&'a str>,
+}
+
 /// A refresh token. The presented token is `<id>.<secret>`; only a hash of the secret is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshToken {
@@ -298,6 +309,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Marks the code redeemed at `now`, atomically. `Conflict` if it was already redeemed,
     /// `NotFound` if it does not exist. Exactly one of many concurrent callers succeeds.
     async fn redeem_auth_code(&self, id: &str, now: Timestamp) -> Result<AuthCode>;
+    /// Redeems the code at `now` only if it is unredeemed, unexpired and issued to exactly
+    /// what the token request presents; `None` (and nothing changed) otherwise. The common
+    /// case of a code exchange in one statement: on `None` the caller reads the code to find
+    /// out what is wrong. Exactly one of many concurrent callers succeeds.
+    async fn redeem_auth_code_matching(
+        &self,
+        id: &str,
+        now: Timestamp,
+        presented: &CodePresentation<'_>,
+    ) -> Result<Option<AuthCode>>;
 
     // Device authorization requests (RFC 8628).
     /// `AlreadyExists` when the id or the user code is taken.
@@ -315,6 +336,12 @@ pub trait Storage: Send + Sync + 'static {
     // Revoked grants: a grant is the family of tokens issued from one code or one login.
     async fn revoke_grant(&self, grant_id: &str, expires_at: Timestamp) -> Result<()>;
     async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool>;
+    /// Reads the database's revocation counter. A server calls it every
+    /// `memo::SYNC_INTERVAL`: while it does, the answers of [`Storage::is_grant_revoked`] and
+    /// [`Storage::get_user_for_grant`] may come from memory, and revocations made by other
+    /// processes still reach them within that interval. Without it, every call reads the
+    /// database.
+    async fn sync_revocations(&self) -> Result<()>;
 
     // Refresh tokens.
     async fn create_refresh_token(&self, token: &RefreshToken) -> Result<()>;

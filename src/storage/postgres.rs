@@ -5,20 +5,29 @@
 //! caller wins. Creating the next signing key reads the table before inserting, which a row
 //! lock cannot protect when the table is empty, so that transaction locks the table.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 
+use super::memo::Memo;
 use super::sql::{Backend, Statement, TxLock, Value, migrator};
 use super::{Result, StorageError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "revocation counter",
+        include_str!("../../migrations/postgres/0002_revocation_counter.sql"),
+    ),
+];
 
 /// How long a query waits for a pooled connection, including reconnecting to a server that
 /// refuses connections. While the database is down every request that needs it waits this
@@ -32,6 +41,7 @@ pub struct PostgresStorage {
     pool: PgPool,
     /// The URL without its password, for error messages.
     target: String,
+    memo: Arc<Memo>,
 }
 
 impl PostgresStorage {
@@ -59,7 +69,11 @@ impl PostgresStorage {
                 "PostgreSQL {target}: cannot apply the schema migrations ({other})"
             )),
         })?;
-        Ok(PostgresStorage { pool, target })
+        Ok(PostgresStorage {
+            pool,
+            target,
+            memo: Arc::default(),
+        })
     }
 
     /// Closes every pooled connection.
@@ -146,6 +160,10 @@ fn classify(target: &str, e: sqlx::Error) -> StorageError {
 impl Backend for PostgresStorage {
     type Row = PgRow;
     type Tx = Transaction<'static, Postgres>;
+
+    fn memo(&self) -> &Memo {
+        &self.memo
+    }
 
     async fn execute(&self, stmt: Statement) -> Result<u64> {
         let done = query(stmt)

@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+use super::memo::{Key, Memo};
 use super::{
-    AuditEvent, AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus,
-    GcStats, RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError, Timestamp,
-    User,
+    AuditEvent, AuthCode, AuthRequest, Client, CodePresentation, DeviceDecision, DeviceRequest,
+    DeviceStatus, GcStats, RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError,
+    Timestamp, User,
 };
 
 /// A value bound to a statement placeholder.
@@ -144,6 +145,9 @@ pub enum TxLock {
 pub trait Backend: Send + Sync + 'static {
     type Row: RowExt + Send;
     type Tx: Send;
+
+    /// What this process remembers about grants (see [`Memo`]).
+    fn memo(&self) -> &Memo;
 
     async fn execute(&self, stmt: Statement) -> Result<u64>;
     async fn fetch_optional(&self, stmt: Statement) -> Result<Option<Self::Row>>;
@@ -542,6 +546,30 @@ impl<B: Backend> Storage for B {
         Err(conflict_or_missing(self, "SELECT 1 FROM auth_codes WHERE id = $1", id).await?)
     }
 
+    async fn redeem_auth_code_matching(
+        &self,
+        id: &str,
+        now: Timestamp,
+        presented: &CodePresentation<'_>,
+    ) -> Result<Option<AuthCode>> {
+        let redeemed = self
+            .fetch_optional(
+                Statement::new(
+                    "UPDATE auth_codes SET redeemed_at = $1 \
+                     WHERE id = $2 AND redeemed_at IS NULL AND expires_at > $1 \
+                     AND client_id = $3 AND redirect_uri = $4 \
+                     AND COALESCE(code_challenge, '') = $5 RETURNING *",
+                )
+                .int(now)
+                .text(id)
+                .text(presented.client_id)
+                .text(presented.redirect_uri)
+                .text(presented.code_challenge.unwrap_or("")),
+            )
+            .await?;
+        redeemed.as_ref().map(auth_code_from_row).transpose()
+    }
+
     async fn create_device_request(&self, r: &DeviceRequest) -> Result<()> {
         self.execute(
             Statement::new(
@@ -639,9 +667,11 @@ impl<B: Backend> Storage for B {
     }
 
     async fn revoke_grant(&self, grant_id: &str, expires_at: Timestamp) -> Result<()> {
+        let mut tx = self.begin_write(TxLock::Rows).await?;
         // Keep the later expiry when a grant is revoked twice, so the record outlives every
         // token it has to block.
-        self.execute(
+        self.tx_execute(
+            &mut tx,
             Statement::new(
                 "INSERT INTO revoked_grants (grant_id, expires_at) VALUES ($1, $2) \
                  ON CONFLICT (grant_id) DO UPDATE SET expires_at = CASE \
@@ -652,15 +682,41 @@ impl<B: Backend> Storage for B {
             .int(expires_at),
         )
         .await?;
+        // Tells the other processes to forget what they remember (`sync_revocations`).
+        self.tx_execute(
+            &mut tx,
+            Statement::new("UPDATE revocation_counter SET n = n + 1 WHERE id = 1"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        self.memo().forget();
         Ok(())
     }
 
     async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
-        exists(
+        let key = Key::Grant(grant_id.to_owned());
+        if let Some((_, revoked)) = self.memo().get(&key) {
+            return Ok(revoked);
+        }
+        let ticket = self.memo().ticket();
+        let revoked = exists(
             self,
             Statement::new("SELECT 1 FROM revoked_grants WHERE grant_id = $1").text(grant_id),
         )
-        .await
+        .await?;
+        self.memo().put(ticket, key, None, revoked);
+        Ok(revoked)
+    }
+
+    async fn sync_revocations(&self) -> Result<()> {
+        let row = self
+            .fetch_optional(Statement::new(
+                "SELECT n FROM revocation_counter WHERE id = 1",
+            ))
+            .await?
+            .ok_or_else(|| StorageError::Internal("the revocation counter is missing".into()))?;
+        self.memo().synced(row.int("n")?);
+        Ok(())
     }
 
     async fn create_refresh_token(&self, token: &RefreshToken) -> Result<()> {
@@ -768,11 +824,23 @@ impl<B: Backend> Storage for B {
     }
 
     async fn get_user(&self, id: &str) -> Result<User> {
+        let key = Key::User(id.to_owned());
+        if let Some((Some(user), _)) = self.memo().get(&key) {
+            return Ok(user);
+        }
+        let ticket = self.memo().ticket();
         let stmt = Statement::new("SELECT * FROM users WHERE id = $1").text(id);
-        fetch_model(self, stmt, user_from_row).await
+        let user = fetch_model(self, stmt, user_from_row).await?;
+        self.memo().put(ticket, key, Some(user.clone()), false);
+        Ok(user)
     }
 
     async fn get_user_for_grant(&self, user_id: &str, grant_id: &str) -> Result<(User, bool)> {
+        let key = Key::UserGrant(user_id.to_owned(), grant_id.to_owned());
+        if let Some((Some(user), revoked)) = self.memo().get(&key) {
+            return Ok((user, revoked));
+        }
+        let ticket = self.memo().ticket();
         let row = self
             .fetch_optional(
                 Statement::new(
@@ -784,7 +852,9 @@ impl<B: Backend> Storage for B {
             )
             .await?
             .ok_or(StorageError::NotFound)?;
-        Ok((user_from_row(&row)?, row.flag("grant_revoked")?))
+        let (user, revoked) = (user_from_row(&row)?, row.flag("grant_revoked")?);
+        self.memo().put(ticket, key, Some(user.clone()), revoked);
+        Ok((user, revoked))
     }
 
     async fn get_user_by_upstream(&self, connector_id: &str, upstream_id: &str) -> Result<User> {
@@ -802,7 +872,7 @@ impl<B: Backend> Storage for B {
 
     async fn update_user(&self, u: &User) -> Result<()> {
         // The identity (id, connector, upstream id) and created_at never change.
-        expect_one(
+        let updated = expect_one(
             self.execute(
                 Statement::new(
                     "UPDATE users SET username = $1, display_name = $2, email = $3, \
@@ -821,7 +891,9 @@ impl<B: Backend> Storage for B {
                 .text(&u.id),
             )
             .await?,
-        )
+        );
+        self.memo().forget();
+        updated
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {

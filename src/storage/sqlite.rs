@@ -5,6 +5,7 @@
 //! them can never be overtaken by another writer; waiting writers retry for [`BUSY_TIMEOUT`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::memo::Memo;
 use super::sql::{Backend, Statement, TxLock, Value, migrator};
 use super::{Result, StorageError};
 
@@ -22,17 +24,25 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const MAX_CONNECTIONS: u32 = 8;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "revocation counter",
+        include_str!("../../migrations/sqlite/0002_revocation_counter.sql"),
+    ),
+];
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
     path: PathBuf,
+    memo: Arc<Memo>,
 }
 
 impl SqliteStorage {
@@ -79,6 +89,7 @@ impl SqliteStorage {
         let storage = SqliteStorage {
             pool,
             path: path.to_owned(),
+            memo: Arc::default(),
         };
         storage.migrate().await?;
         Ok(storage)
@@ -202,6 +213,10 @@ fn classify(path: &Path, e: sqlx::Error) -> StorageError {
 impl Backend for SqliteStorage {
     type Row = SqliteRow;
     type Tx = Transaction<'static, Sqlite>;
+
+    fn memo(&self) -> &Memo {
+        &self.memo
+    }
 
     async fn execute(&self, stmt: Statement) -> Result<u64> {
         let done = query(stmt)

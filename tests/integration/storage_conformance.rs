@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use idbridge::storage::postgres::PostgresStorage;
 use idbridge::storage::sqlite::SqliteStorage;
 use idbridge::storage::{
-    AuditEvent, AuthCode, AuthRequest, Client, DeviceDecision, DeviceRequest, DeviceStatus,
-    GcStats, RefreshToken, SessionRecord, SigningKey, Storage, StorageError, User, open_postgres,
-    open_sqlite,
+    AuditEvent, AuthCode, AuthRequest, Client, CodePresentation, DeviceDecision, DeviceRequest,
+    DeviceStatus, GcStats, RefreshToken, SessionRecord, SigningKey, Storage, StorageError, User,
+    open_postgres, open_sqlite,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -166,11 +166,14 @@ conformance!(
     auth_request_lifecycle,
     auth_code_lifecycle,
     auth_code_redeemed_exactly_once_under_concurrency,
+    auth_code_redeemed_only_when_everything_matches,
+    auth_code_matching_redeemed_exactly_once_under_concurrency,
     device_request_lifecycle,
     audit_events_append_and_list,
     leases_have_one_holder_at_a_time,
     device_request_consumed_exactly_once_under_concurrency,
     grant_revocation,
+    remembered_answers_follow_writes,
     refresh_token_lifecycle,
     refresh_token_rotated_exactly_once_under_concurrency,
     refresh_token_revocation,
@@ -642,6 +645,232 @@ async fn auth_code_redeemed_exactly_once_under_concurrency(s: Arc<dyn Storage>) 
         s.get_auth_code("contended").await.unwrap().redeemed_at,
         won[0]
     );
+}
+
+async fn auth_code_redeemed_only_when_everything_matches(s: Arc<dyn Storage>) {
+    let with_pkce = AuthCode {
+        code_challenge: Some("challenge".into()),
+        ..auth_code("pkce", NOW + 60)
+    };
+    s.create_auth_code(&with_pkce).await.unwrap();
+    s.create_auth_code(&auth_code("plain", NOW + 60))
+        .await
+        .unwrap();
+    let right = CodePresentation {
+        client_id: "grafana",
+        redirect_uri: "https://grafana.example/login/generic_oauth",
+        code_challenge: Some("challenge"),
+    };
+    let wrong = [
+        CodePresentation {
+            client_id: "argocd",
+            ..right
+        },
+        CodePresentation {
+            redirect_uri: "https://grafana.example/login/generic_oauth/",
+            ..right
+        },
+        CodePresentation {
+            code_challenge: Some("challengf"),
+            ..right
+        },
+        CodePresentation {
+            code_challenge: None,
+            ..right
+        },
+    ];
+    for presented in &wrong {
+        let got = s
+            .redeem_auth_code_matching("pkce", NOW, presented)
+            .await
+            .unwrap();
+        assert!(got.is_none(), "{presented:?} must not redeem the code");
+    }
+    // Expired: not redeemed either.
+    assert!(
+        s.redeem_auth_code_matching("pkce", NOW + 60, &right)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.get_auth_code("pkce").await.unwrap(),
+        with_pkce,
+        "a refused presentation leaves the code as it was"
+    );
+
+    let redeemed = s
+        .redeem_auth_code_matching("pkce", NOW + 5, &right)
+        .await
+        .unwrap()
+        .expect("the matching presentation redeems the code");
+    assert_eq!(
+        redeemed,
+        AuthCode {
+            redeemed_at: Some(NOW + 5),
+            ..with_pkce.clone()
+        }
+    );
+    assert!(
+        s.redeem_auth_code_matching("pkce", NOW + 6, &right)
+            .await
+            .unwrap()
+            .is_none(),
+        "a code is redeemed once"
+    );
+    assert_eq!(
+        s.get_auth_code("pkce").await.unwrap().redeemed_at,
+        Some(NOW + 5)
+    );
+
+    // A code issued without a challenge matches only a request without a verifier.
+    let plain = CodePresentation {
+        code_challenge: None,
+        ..right
+    };
+    assert!(
+        s.redeem_auth_code_matching("plain", NOW, &right)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.redeem_auth_code_matching("plain", NOW, &plain)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.redeem_auth_code_matching("missing", NOW, &plain)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn auth_code_matching_redeemed_exactly_once_under_concurrency(s: Arc<dyn Storage>) {
+    s.create_auth_code(&auth_code("contended-matching", NOW + 60))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let presented = CodePresentation {
+                    client_id: "grafana",
+                    redirect_uri: "https://grafana.example/login/generic_oauth",
+                    code_challenge: None,
+                };
+                s.redeem_auth_code_matching("contended-matching", NOW + i, &presented)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().is_some() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one redemption must succeed");
+}
+
+/// While a server reads the revocation counter, answers may come from memory; they must still
+/// follow every write made through the same handle at once.
+async fn remembered_answers_follow_writes(s: Arc<dyn Storage>) {
+    let alice = user("u-alice", "alice", "up-alice");
+    s.create_user(&alice).await.unwrap();
+    s.sync_revocations().await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            s.get_user_for_grant("u-alice", "g1").await.unwrap(),
+            (alice.clone(), false)
+        );
+        assert!(!s.is_grant_revoked("g2").await.unwrap());
+        assert_eq!(s.get_user("u-alice").await.unwrap(), alice);
+    }
+    s.revoke_grant("g1", NOW + 100).await.unwrap();
+    assert_eq!(
+        s.get_user_for_grant("u-alice", "g1").await.unwrap(),
+        (alice.clone(), true)
+    );
+    s.revoke_grant("g2", NOW + 100).await.unwrap();
+    assert!(s.is_grant_revoked("g2").await.unwrap());
+
+    // Remembered again, then changed.
+    assert_eq!(s.get_user("u-alice").await.unwrap(), alice);
+    assert_eq!(
+        s.get_user_for_grant("u-alice", "g3").await.unwrap(),
+        (alice.clone(), false)
+    );
+    let changed = User {
+        email: Some("alice@new.example".into()),
+        groups: strings(&["ops"]),
+        ..alice.clone()
+    };
+    s.update_user(&changed).await.unwrap();
+    assert_eq!(s.get_user("u-alice").await.unwrap(), changed);
+    assert_eq!(
+        s.get_user_for_grant("u-alice", "g3").await.unwrap(),
+        (changed.clone(), false)
+    );
+    s.sync_revocations().await.unwrap();
+    assert_eq!(s.get_user("u-alice").await.unwrap(), changed);
+    assert_err!(s.get_user("nobody").await, NotFound);
+}
+
+/// Revocations made by another process (a replica, the command line) reach a server at its
+/// next read of the revocation counter; a server that cannot read it asks the database.
+async fn revocations_reach_another_process(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
+    let alice = user("u-alice", "alice", "up-alice");
+    a.create_user(&alice).await.unwrap();
+    a.sync_revocations().await.unwrap();
+    assert!(!a.is_grant_revoked("g1").await.unwrap());
+    assert!(!a.get_user_for_grant("u-alice", "g1").await.unwrap().1);
+
+    b.revoke_grant("g1", NOW + 100).await.unwrap();
+    a.sync_revocations().await.unwrap();
+    assert!(a.is_grant_revoked("g1").await.unwrap());
+    assert!(a.get_user_for_grant("u-alice", "g1").await.unwrap().1);
+
+    // Profile changes made elsewhere are seen once what was remembered has aged out.
+    let changed = User {
+        display_name: Some("Alice Changed".into()),
+        ..alice.clone()
+    };
+    assert_eq!(a.get_user("u-alice").await.unwrap(), alice);
+    b.update_user(&changed).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    a.sync_revocations().await.unwrap();
+    assert_eq!(a.get_user("u-alice").await.unwrap(), changed);
+
+    // Without a recent read of the counter nothing is answered from memory.
+    assert!(!a.is_grant_revoked("g2").await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    b.revoke_grant("g2", NOW + 100).await.unwrap();
+    assert!(a.is_grant_revoked("g2").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_revocations_reach_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite3");
+    let a = open_sqlite(&path).await.unwrap();
+    let b = open_sqlite(&path).await.unwrap();
+    revocations_reach_another_process(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_revocations_reach_another_process() {
+    let Some(server_url) = postgres_server_url() else {
+        skipped("revocations_reach_another_process");
+        return;
+    };
+    let (database, url) = create_postgres_database(&server_url).await;
+    let a = open_postgres(&url, 4).await.unwrap();
+    let b = open_postgres(&url, 4).await.unwrap();
+    revocations_reach_another_process(a, b).await;
+    drop_postgres_database(&server_url, &database).await;
 }
 
 async fn grant_revocation(s: Arc<dyn Storage>) {
