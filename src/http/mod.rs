@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -34,9 +36,26 @@ use crate::oidc::Provider;
 /// Largest request body accepted anywhere: every legitimate request is a small form.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// Shared by every handler.
+/// Shared by every handler. Every request clones it, so it is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub provider: Arc<Provider>,
     pub clock: Clock,
     /// For calls the provider makes itself (back-channel logout).
@@ -150,8 +169,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state, security_headers))
-        .layer(middleware::from_fn(track_metrics))
+        .layer(middleware::from_fn_with_state(state, edge))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             |req: &Request<axum::body::Body>| {
@@ -164,13 +182,41 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()));
 
     let prefix = config.path_prefix();
     if prefix.is_empty() {
         inner
     } else {
         Router::new().nest(prefix, inner)
+    }
+}
+
+/// Request ids for requests that arrive without one: a random prefix per process and a
+/// counter. Unique across replicas and restarts, and cheaper than a random UUID per request
+/// (a `getrandom` system call each). A request id only correlates log lines; it guards
+/// nothing, so it need not be unpredictable.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            prefix: crate::oidc::random::lower_alnum(10).into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -271,8 +317,14 @@ pub(crate) fn too_many_page(
     with_retry_after(resp, wait)
 }
 
-/// Request latency by route template (not raw path, which would explode the label set).
-async fn track_metrics(req: Request<axum::body::Body>, next: Next) -> Response {
+/// What every request goes through (one middleware rather than two, which would each box
+/// and clone the inner service per request): the latency metric by route template (not raw
+/// path, which would explode the label set), then the headers every response carries.
+async fn edge(
+    State(state): State<AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -280,7 +332,7 @@ async fn track_metrics(req: Request<axum::body::Body>, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().as_str().to_string();
     let start = std::time::Instant::now();
-    let resp = next.run(req).await;
+    let resp = security_headers(&state, req, next).await;
     crate::telemetry::http_request(&route, &method, resp.status().as_u16(), start.elapsed());
     resp
 }
@@ -308,7 +360,7 @@ async fn not_found(
 /// Headers every response carries (RFC 9700 4.11 and 4.16), and the language cookie when the
 /// user picked a language.
 async fn security_headers(
-    State(state): State<AppState>,
+    state: &AppState,
     req: Request<axum::body::Body>,
     next: Next,
 ) -> Response {

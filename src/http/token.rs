@@ -14,8 +14,8 @@ use crate::oidc::clients::{RegisteredClient, extract_credentials};
 use crate::oidc::params::Params;
 use crate::oidc::{ErrorCode, OAuthError};
 
-fn json_bytes(body: std::sync::Arc<Vec<u8>>, cache: &'static str) -> Response {
-    let mut resp = (StatusCode::OK, body.as_ref().clone()).into_response();
+fn json_bytes(body: Bytes, cache: &'static str) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
