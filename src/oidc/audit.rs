@@ -12,6 +12,9 @@ use crate::storage::{AuditEvent, Storage, Timestamp};
 const QUEUE: usize = 10_000;
 /// Largest batch written in one transaction.
 const BATCH: usize = 500;
+/// How long the writer lets a burst gather before writing it: a login spike then costs a few
+/// statements per batch rather than a few per event.
+const LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -54,6 +57,15 @@ impl AuditLog {
 async fn writer(storage: Arc<dyn Storage>, mut rx: mpsc::Receiver<AuditEvent>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
         // A short retry rides out a database restart; after that the batch is logged and dropped
         // rather than holding up everything behind it.
         let mut attempt = 0;

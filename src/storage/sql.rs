@@ -1005,23 +1005,29 @@ impl<B: Backend> Storage for B {
         if events.is_empty() {
             return Ok(());
         }
-        // One transaction per batch: far cheaper than a commit per event.
+        // One transaction per batch, and many rows per statement: each statement is a round
+        // trip to the database, so a batch costs a few of them whatever its size.
         let mut tx = self.begin_write(TxLock::Rows).await?;
-        for e in events {
-            self.tx_execute(
-                &mut tx,
-                Statement::new(
-                    "INSERT INTO audit_events (at, kind, user_id, client_id, connector_id, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .int(e.at)
-                .text(&e.kind)
-                .opt_text(&e.user_id)
-                .opt_text(&e.client_id)
-                .opt_text(&e.connector_id)
-                .opt_text(&e.detail),
-            )
-            .await?;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let rows = AUDIT_INSERT_ROWS
+                .iter()
+                .copied()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(rows);
+            let mut stmt = Statement::new(audit_insert_sql(rows));
+            for e in chunk {
+                stmt = stmt
+                    .int(e.at)
+                    .text(&e.kind)
+                    .opt_text(&e.user_id)
+                    .opt_text(&e.client_id)
+                    .opt_text(&e.connector_id)
+                    .opt_text(&e.detail);
+            }
+            self.tx_execute(&mut tx, stmt).await?;
+            rest = tail;
         }
         self.commit(tx).await
     }
@@ -1099,6 +1105,37 @@ impl<B: Backend> Storage for B {
                 .await?,
         })
     }
+}
+
+/// Rows per audit `INSERT`, largest first. A few fixed sizes rather than one per batch size,
+/// so the prepared statements each connection caches stay few.
+const AUDIT_INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// `INSERT INTO audit_events ... VALUES (...), (...)` with `rows` rows of placeholders, for
+/// each size in [`AUDIT_INSERT_ROWS`].
+fn audit_insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+        AUDIT_INSERT_ROWS
+            .iter()
+            .map(|&rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|r| {
+                        let p: Vec<String> = (1..=6).map(|c| format!("${}", r * 6 + c)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO audit_events (at, kind, user_id, client_id, connector_id, \
+                     detail) VALUES {}",
+                    values.join(", ")
+                );
+                (rows, sql)
+            })
+            .collect()
+    });
+    SQL.iter()
+        .find(|(n, _)| *n == rows)
+        .map_or(SQL[SQL.len() - 1].1.as_str(), |(_, sql)| sql.as_str())
 }
 
 /// Builds a migrator over migrations embedded in the binary, so a deployment needs no

@@ -465,6 +465,22 @@ async fn audit_events_append_and_list(s: Arc<dyn Storage>) {
         s.list_audit_events(0, None, 100).await.unwrap(),
         batch[2..].to_vec()
     );
+
+    // A large batch (written several rows per statement) keeps every event and its order.
+    let large: Vec<AuditEvent> = (0..150)
+        .map(|i| AuditEvent {
+            detail: Some(format!("event {i}")),
+            connector_id: (i % 3 == 0).then(|| "dingtalk".to_string()),
+            ..event(NOW + 10 + i, "token_issued", Some("u3"))
+        })
+        .collect();
+    s.append_audit_events(&large).await.unwrap();
+    assert_eq!(
+        s.list_audit_events(NOW + 10, Some("u3"), 1000)
+            .await
+            .unwrap(),
+        large
+    );
 }
 
 async fn device_request_lifecycle(s: Arc<dyn Storage>) {
