@@ -165,6 +165,10 @@ impl Backend for PostgresStorage {
         &self.memo
     }
 
+    fn remembers_sessions(&self) -> bool {
+        false
+    }
+
     async fn execute(&self, stmt: Statement) -> Result<u64> {
         let done = query(stmt)
             .execute(&self.pool)

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use super::memo::{Key, Memo};
+use super::memo::{Key, Memo, Remembered};
 use super::{
     AuditEvent, AuthCode, AuthRequest, Client, CodePresentation, DeviceDecision, DeviceRequest,
     DeviceStatus, GcStats, RefreshToken, Result, SessionRecord, SigningKey, Storage, StorageError,
@@ -146,8 +146,13 @@ pub trait Backend: Send + Sync + 'static {
     type Row: RowExt + Send;
     type Tx: Send;
 
-    /// What this process remembers about grants (see [`Memo`]).
+    /// What this process remembers (see [`Memo`]).
     fn memo(&self) -> &Memo;
+
+    /// Whether browser sessions may be remembered: only where one server process uses the
+    /// database. With several replicas, a session changed at one of them while another
+    /// still remembered it could be written back stale by the other.
+    fn remembers_sessions(&self) -> bool;
 
     async fn execute(&self, stmt: Statement) -> Result<u64>;
     async fn fetch_optional(&self, stmt: Statement) -> Result<Option<Self::Row>>;
@@ -695,7 +700,7 @@ impl<B: Backend> Storage for B {
 
     async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
         let key = Key::Grant(grant_id.to_owned());
-        if let Some((_, revoked)) = self.memo().get(&key) {
+        if let Some(Remembered::Grant { revoked }) = self.memo().get(&key) {
             return Ok(revoked);
         }
         let ticket = self.memo().ticket();
@@ -704,7 +709,7 @@ impl<B: Backend> Storage for B {
             Statement::new("SELECT 1 FROM revoked_grants WHERE grant_id = $1").text(grant_id),
         )
         .await?;
-        self.memo().put(ticket, key, None, revoked);
+        self.memo().put(ticket, key, Remembered::Grant { revoked });
         Ok(revoked)
     }
 
@@ -825,19 +830,19 @@ impl<B: Backend> Storage for B {
 
     async fn get_user(&self, id: &str) -> Result<User> {
         let key = Key::User(id.to_owned());
-        if let Some((Some(user), _)) = self.memo().get(&key) {
+        if let Some(Remembered::User(user)) = self.memo().get(&key) {
             return Ok(user);
         }
         let ticket = self.memo().ticket();
         let stmt = Statement::new("SELECT * FROM users WHERE id = $1").text(id);
         let user = fetch_model(self, stmt, user_from_row).await?;
-        self.memo().put(ticket, key, Some(user.clone()), false);
+        self.memo().put(ticket, key, Remembered::User(user.clone()));
         Ok(user)
     }
 
     async fn get_user_for_grant(&self, user_id: &str, grant_id: &str) -> Result<(User, bool)> {
         let key = Key::UserGrant(user_id.to_owned(), grant_id.to_owned());
-        if let Some((Some(user), revoked)) = self.memo().get(&key) {
+        if let Some(Remembered::UserGrant { user, revoked }) = self.memo().get(&key) {
             return Ok((user, revoked));
         }
         let ticket = self.memo().ticket();
@@ -853,7 +858,14 @@ impl<B: Backend> Storage for B {
             .await?
             .ok_or(StorageError::NotFound)?;
         let (user, revoked) = (user_from_row(&row)?, row.flag("grant_revoked")?);
-        self.memo().put(ticket, key, Some(user.clone()), revoked);
+        self.memo().put(
+            ticket,
+            key,
+            Remembered::UserGrant {
+                user: user.clone(),
+                revoked,
+            },
+        );
         Ok((user, revoked))
     }
 
@@ -964,30 +976,61 @@ impl<B: Backend> Storage for B {
             .int(s.expires_at),
         )
         .await?;
+        self.memo().forget_key(Key::Session(s.id.clone()));
         Ok(())
     }
 
     async fn load_session(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
-        self.fetch_optional(
-            Statement::new("SELECT * FROM sessions WHERE id = $1 AND expires_at > $2")
-                .text(id)
-                .int(now),
-        )
-        .await?
-        .map(|row| session_from_row(&row))
-        .transpose()
+        let key = Key::Session(id.to_owned());
+        if self.remembers_sessions()
+            && let Some(Remembered::Session(record)) = self.memo().get(&key)
+        {
+            return Ok((record.expires_at > now).then_some(record));
+        }
+        let ticket = self.memo().ticket();
+        let record = self
+            .fetch_optional(
+                Statement::new("SELECT * FROM sessions WHERE id = $1 AND expires_at > $2")
+                    .text(id)
+                    .int(now),
+            )
+            .await?
+            .map(|row| session_from_row(&row))
+            .transpose()?;
+        if self.remembers_sessions()
+            && let Some(r) = &record
+        {
+            self.memo().put(ticket, key, Remembered::Session(r.clone()));
+        }
+        Ok(record)
     }
 
     async fn delete_session(&self, id: &str) -> Result<()> {
         // Idempotent: a session that expired and was collected is already "deleted".
         self.execute(Statement::new("DELETE FROM sessions WHERE id = $1").text(id))
             .await?;
+        self.memo().forget_key(Key::Session(id.to_owned()));
         Ok(())
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<u64> {
-        self.execute(Statement::new("DELETE FROM sessions WHERE user_id = $1").text(user_id))
-            .await
+        // Usually run by the command line while a server runs: the counter tells the server
+        // to forget the sessions it remembers.
+        let mut tx = self.begin_write(TxLock::Rows).await?;
+        let deleted = self
+            .tx_execute(
+                &mut tx,
+                Statement::new("DELETE FROM sessions WHERE user_id = $1").text(user_id),
+            )
+            .await?;
+        self.tx_execute(
+            &mut tx,
+            Statement::new("UPDATE revocation_counter SET n = n + 1 WHERE id = 1"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        self.memo().forget();
+        Ok(deleted)
     }
 
     async fn count_sessions(&self, now: Timestamp) -> Result<u64> {

@@ -218,6 +218,10 @@ impl Backend for SqliteStorage {
         &self.memo
     }
 
+    fn remembers_sessions(&self) -> bool {
+        true
+    }
+
     async fn execute(&self, stmt: Statement) -> Result<u64> {
         let done = query(stmt)
             .execute(&self.pool)

@@ -833,6 +833,36 @@ async fn remembered_answers_follow_writes(s: Arc<dyn Storage>) {
     s.sync_revocations().await.unwrap();
     assert_eq!(s.get_user("u-alice").await.unwrap(), changed);
     assert_err!(s.get_user("nobody").await, NotFound);
+
+    // Sessions: every save and delete is seen by the next load.
+    let first = session("sess-1", Some("u-alice"), NOW + 600);
+    s.save_session(&first).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            s.load_session("sess-1", NOW).await.unwrap(),
+            Some(first.clone())
+        );
+    }
+    let second = SessionRecord {
+        data: r#"{"id":"sess-1","csrf":"y"}"#.into(),
+        ..first.clone()
+    };
+    s.save_session(&second).await.unwrap();
+    assert_eq!(
+        s.load_session("sess-1", NOW).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        s.load_session("sess-1", NOW + 600).await.unwrap(),
+        None,
+        "expired"
+    );
+    s.delete_session("sess-1").await.unwrap();
+    assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), None);
+    s.save_session(&second).await.unwrap();
+    assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), Some(second));
+    assert_eq!(s.delete_sessions_for_user("u-alice").await.unwrap(), 1);
+    assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), None);
 }
 
 /// Revocations made by another process (a replica, the command line) reach a server at its
@@ -859,6 +889,14 @@ async fn revocations_reach_another_process(a: Arc<dyn Storage>, b: Arc<dyn Stora
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     a.sync_revocations().await.unwrap();
     assert_eq!(a.get_user("u-alice").await.unwrap(), changed);
+
+    // Sessions ended by another process (`idbridge sessions revoke`).
+    let browser = session("sess-a", Some("u-alice"), NOW + 600);
+    a.save_session(&browser).await.unwrap();
+    assert_eq!(a.load_session("sess-a", NOW).await.unwrap(), Some(browser));
+    assert_eq!(b.delete_sessions_for_user("u-alice").await.unwrap(), 1);
+    a.sync_revocations().await.unwrap();
+    assert_eq!(a.load_session("sess-a", NOW).await.unwrap(), None);
 
     // Without a recent read of the counter nothing is answered from memory.
     assert!(!a.is_grant_revoked("g2").await.unwrap());
