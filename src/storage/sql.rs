@@ -1151,8 +1151,10 @@ impl<B: Backend> Storage for B {
 }
 
 /// Rows per audit `INSERT`, largest first. A few fixed sizes rather than one per batch size,
-/// so the prepared statements each connection caches stay few.
-const AUDIT_INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
+/// so the prepared statements each connection caches stay few; and no more than 16 rows,
+/// because binding costs grow with the square of the placeholders (SQLite finds each
+/// placeholder's name by a linear search, and sqlx asks for every one).
+const AUDIT_INSERT_ROWS: [usize; 3] = [16, 4, 1];
 
 /// `INSERT INTO audit_events ... VALUES (...), (...)` with `rows` rows of placeholders, for
 /// each size in [`AUDIT_INSERT_ROWS`].
