@@ -386,6 +386,20 @@ fn insert_refresh_token(t: &RefreshToken) -> Statement {
     .flag(t.revoked)
 }
 
+/// Commits a transaction that revoked something: raises the revocation counter in it, so
+/// other processes forget what they remember at their next `sync_revocations`, and forgets
+/// everything this process remembers once it is committed.
+async fn commit_revocation<B: Backend + ?Sized>(db: &B, mut tx: B::Tx) -> Result<()> {
+    db.tx_execute(
+        &mut tx,
+        Statement::new("UPDATE revocation_counter SET n = n + 1 WHERE id = 1"),
+    )
+    .await?;
+    db.commit(tx).await?;
+    db.memo().forget();
+    Ok(())
+}
+
 /// Counts the rows of a `RETURNING rotated_at` that had not been rotated: those are the
 /// tokens a revocation actually took away from a client.
 fn count_live(rows: &[impl RowExt]) -> Result<u64> {
@@ -687,15 +701,7 @@ impl<B: Backend> Storage for B {
             .int(expires_at),
         )
         .await?;
-        // Tells the other processes to forget what they remember (`sync_revocations`).
-        self.tx_execute(
-            &mut tx,
-            Statement::new("UPDATE revocation_counter SET n = n + 1 WHERE id = 1"),
-        )
-        .await?;
-        self.commit(tx).await?;
-        self.memo().forget();
-        Ok(())
+        commit_revocation(self, tx).await
     }
 
     async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
@@ -1023,13 +1029,7 @@ impl<B: Backend> Storage for B {
                 Statement::new("DELETE FROM sessions WHERE user_id = $1").text(user_id),
             )
             .await?;
-        self.tx_execute(
-            &mut tx,
-            Statement::new("UPDATE revocation_counter SET n = n + 1 WHERE id = 1"),
-        )
-        .await?;
-        self.commit(tx).await?;
-        self.memo().forget();
+        commit_revocation(self, tx).await?;
         Ok(deleted)
     }
 
