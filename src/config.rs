@@ -1062,7 +1062,8 @@ fn convert_storage(raw: Option<RawStorage>, c: &mut Checker<'_>) -> StorageConfi
         other => other,
     };
     match raw.kind.as_str() {
-        "sqlite" => match serde_path_to_error::deserialize::<_, RawSqlite>(config) {
+        // `sqlite3` is what Dex calls it.
+        "sqlite" | "sqlite3" => match serde_path_to_error::deserialize::<_, RawSqlite>(config) {
             Ok(sqlite) => {
                 let file = sqlite
                     .file

@@ -356,7 +356,13 @@ fn describe_config(path: &Path, config: &Config) -> String {
         if connector.kind == "local" {
             let _ = writeln!(out, "    password form, nothing to register upstream");
         } else {
-            let _ = writeln!(out, "    callback URL to register upstream: {callback}");
+            // A connector may name its own callback (`redirectURI`, e.g. behind a proxy).
+            let own = connector
+                .config
+                .get("redirectURI")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&callback);
+            let _ = writeln!(out, "    callback URL to register upstream: {own}");
         }
     }
 

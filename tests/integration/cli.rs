@@ -68,6 +68,43 @@ fn check_config_accepts_the_shipped_configurations_and_prints_endpoints() {
 }
 
 #[test]
+fn check_config_prints_the_callback_each_connector_registers_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("connectors.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "issuer: https://sso.example.com/dex\n\
+             storage: {{type: sqlite3, config: {{file: {}}}}}\n\
+             connectors:\n\
+             \x20 - {{type: dingtalk, id: plain, name: Plain, config: {{clientID: a, clientSecret: b}}}}\n\
+             \x20 - {{type: dingtalk, id: proxied, name: Proxied, config: {{clientID: a, clientSecret: b, \
+             redirectURI: 'https://edge.example.com/sso/callback'}}}}\n",
+            dir.path().join("db.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let callback_of = |id: &str| {
+        let at = stdout.find(&format!("  {id} (type dingtalk")).expect(id);
+        stdout[at..]
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("callback URL to register upstream: "))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        callback_of("plain").as_deref(),
+        Some("https://sso.example.com/dex/callback")
+    );
+    assert_eq!(
+        callback_of("proxied").as_deref(),
+        Some("https://edge.example.com/sso/callback")
+    );
+}
+
+#[test]
 fn check_config_names_an_unknown_key_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
