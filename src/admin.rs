@@ -746,7 +746,7 @@ staticClients:
         storage.create_user(&user("sub2", "bob")).await.unwrap();
         for (id, user_id) in [("s1", "sub1"), ("s2", "sub1"), ("s3", "sub2")] {
             storage
-                .save_session(&crate::storage::SessionRecord {
+                .create_session(&crate::storage::SessionRecord {
                     id: id.into(),
                     user_id: Some(user_id.into()),
                     data: "{}".into(),

@@ -38,27 +38,50 @@ fn backend(e: StorageError) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
+/// The stored form of a tower-sessions record.
+fn stored(record: &Record) -> session_store::Result<SessionRecord> {
+    let user_id = record
+        .data
+        .get(KEY)
+        .and_then(|v| v.get("user"))
+        .and_then(|u| u.get("user_id"))
+        .and_then(|id| id.as_str())
+        .map(str::to_string);
+    let data = serde_json::to_string(&record.data)
+        .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    Ok(SessionRecord {
+        id: record.id.to_string(),
+        user_id,
+        data,
+        expires_at: record.expiry_date.unix_timestamp(),
+    })
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // Ids are 128 random bits: a collision means a broken generator, so a few attempts.
+        for _ in 0..3 {
+            match self.storage.create_session(&stored(record)?).await {
+                Err(StorageError::AlreadyExists) => record.id = Id::default(),
+                other => return other.map_err(backend),
+            }
+        }
+        Err(session_store::Error::Backend(
+            "could not find a free session id".into(),
+        ))
+    }
+
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let user_id = record
-            .data
-            .get(KEY)
-            .and_then(|v| v.get("user"))
-            .and_then(|u| u.get("user_id"))
-            .and_then(|id| id.as_str())
-            .map(str::to_string);
-        let data = serde_json::to_string(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        self.storage
-            .save_session(&SessionRecord {
-                id: record.id.to_string(),
-                user_id,
-                data,
-                expires_at: record.expiry_date.unix_timestamp(),
-            })
-            .await
-            .map_err(backend)
+        match self.storage.save_session(&stored(record)?).await {
+            // Ended (logout, `idbridge sessions revoke`) while this request used it: it stays
+            // ended, and the browser's next request starts a new session.
+            Err(StorageError::NotFound) => {
+                tracing::debug!("session ended during the request; not saved");
+                Ok(())
+            }
+            other => other.map_err(backend),
+        }
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {

@@ -180,6 +180,10 @@ impl Memo {
     /// Forgets one key.
     pub fn forget_key(&self, key: Key) {
         let mut entries = self.lock();
+        if entries.len() >= CAPACITY {
+            self.forget_locked(&mut entries);
+            return;
+        }
         let t = self.ticks.fetch_add(1, Ordering::AcqRel) + 1;
         entries.insert(
             key,

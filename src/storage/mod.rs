@@ -385,6 +385,11 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<bool>;
 
     // Browser sessions.
+    /// Stores a new session; `AlreadyExists` when the id is taken.
+    async fn create_session(&self, record: &SessionRecord) -> Result<()>;
+    /// Replaces an existing session; `NotFound` when it no longer exists (it was ended by a
+    /// logout, `idbridge sessions revoke` or collection). A save never brings an ended
+    /// session back.
     async fn save_session(&self, record: &SessionRecord) -> Result<()>;
     /// Returns the session if it exists and has not expired at `now`.
     async fn load_session(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>>;

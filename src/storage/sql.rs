@@ -969,12 +969,10 @@ impl<B: Backend> Storage for B {
         Ok(true)
     }
 
-    async fn save_session(&self, s: &SessionRecord) -> Result<()> {
+    async fn create_session(&self, s: &SessionRecord) -> Result<()> {
         self.execute(
             Statement::new(
-                "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, \
-                 data = excluded.data, expires_at = excluded.expires_at",
+                "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4)",
             )
             .text(&s.id)
             .opt_text(&s.user_id)
@@ -982,8 +980,28 @@ impl<B: Backend> Storage for B {
             .int(s.expires_at),
         )
         .await?;
-        self.memo().forget_key(Key::Session(s.id.clone()));
         Ok(())
+    }
+
+    async fn save_session(&self, s: &SessionRecord) -> Result<()> {
+        // An update, never an insert: a request that loaded the session before it was ended
+        // (by a logout, or by `idbridge sessions revoke` in another process) must not write it
+        // back.
+        let updated = self
+            .execute(
+                Statement::new(
+                    "UPDATE sessions SET user_id = $2, data = $3, expires_at = $4 WHERE id = $1",
+                )
+                .text(&s.id)
+                .opt_text(&s.user_id)
+                .text(&s.data)
+                .int(s.expires_at),
+            )
+            .await;
+        if self.remembers_sessions() {
+            self.memo().forget_key(Key::Session(s.id.clone()));
+        }
+        expect_one(updated?)
     }
 
     async fn load_session(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
@@ -1015,7 +1033,9 @@ impl<B: Backend> Storage for B {
         // Idempotent: a session that expired and was collected is already "deleted".
         self.execute(Statement::new("DELETE FROM sessions WHERE id = $1").text(id))
             .await?;
-        self.memo().forget_key(Key::Session(id.to_owned()));
+        if self.remembers_sessions() {
+            self.memo().forget_key(Key::Session(id.to_owned()));
+        }
         Ok(())
     }
 

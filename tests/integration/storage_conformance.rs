@@ -836,7 +836,7 @@ async fn remembered_answers_follow_writes(s: Arc<dyn Storage>) {
 
     // Sessions: every save and delete is seen by the next load.
     let first = session("sess-1", Some("u-alice"), NOW + 600);
-    s.save_session(&first).await.unwrap();
+    s.create_session(&first).await.unwrap();
     for _ in 0..2 {
         assert_eq!(
             s.load_session("sess-1", NOW).await.unwrap(),
@@ -859,7 +859,7 @@ async fn remembered_answers_follow_writes(s: Arc<dyn Storage>) {
     );
     s.delete_session("sess-1").await.unwrap();
     assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), None);
-    s.save_session(&second).await.unwrap();
+    s.create_session(&second).await.unwrap();
     assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), Some(second));
     assert_eq!(s.delete_sessions_for_user("u-alice").await.unwrap(), 1);
     assert_eq!(s.load_session("sess-1", NOW).await.unwrap(), None);
@@ -892,9 +892,15 @@ async fn revocations_reach_another_process(a: Arc<dyn Storage>, b: Arc<dyn Stora
 
     // Sessions ended by another process (`idbridge sessions revoke`).
     let browser = session("sess-a", Some("u-alice"), NOW + 600);
-    a.save_session(&browser).await.unwrap();
-    assert_eq!(a.load_session("sess-a", NOW).await.unwrap(), Some(browser));
+    a.create_session(&browser).await.unwrap();
+    assert_eq!(
+        a.load_session("sess-a", NOW).await.unwrap(),
+        Some(browser.clone())
+    );
     assert_eq!(b.delete_sessions_for_user("u-alice").await.unwrap(), 1);
+    // Before `a` learns of it, a request it is serving may still save the session: that must
+    // not bring it back.
+    assert_err!(a.save_session(&browser).await, NotFound);
     a.sync_revocations().await.unwrap();
     assert_eq!(a.load_session("sess-a", NOW).await.unwrap(), None);
 
@@ -1313,7 +1319,7 @@ async fn session_lifecycle(s: Arc<dyn Storage>) {
     let alice = session("s-alice", Some("u1"), NOW + 200);
     let alice2 = session("s-alice-2", Some("u1"), NOW + 300);
     for record in [&anonymous, &alice, &alice2] {
-        s.save_session(record).await.unwrap();
+        s.create_session(record).await.unwrap();
     }
     assert_eq!(
         s.load_session("s-anon", NOW).await.unwrap(),
@@ -1349,6 +1355,15 @@ async fn session_lifecycle(s: Arc<dyn Storage>) {
     assert_eq!(s.load_session("s-anon", NOW).await.unwrap(), None);
     s.delete_session("s-anon").await.unwrap();
     assert_eq!(s.count_sessions(NOW).await.unwrap(), 0);
+
+    // A save never brings an ended session back (a request that loaded it before a logout or
+    // `idbridge sessions revoke` finishes after it); a new session needs a new id.
+    assert_err!(s.save_session(&alice).await, NotFound);
+    assert_eq!(s.load_session("s-alice", NOW).await.unwrap(), None);
+    assert_eq!(s.count_sessions(NOW).await.unwrap(), 0);
+    s.create_session(&alice).await.unwrap();
+    assert_err!(s.create_session(&alice).await, AlreadyExists);
+    assert_eq!(s.load_session("s-alice", NOW).await.unwrap(), Some(alice));
 }
 
 async fn garbage_collection(s: Arc<dyn Storage>) {
@@ -1391,10 +1406,10 @@ async fn garbage_collection(s: Arc<dyn Storage>) {
         s.create_refresh_token(&token).await.unwrap();
     }
 
-    s.save_session(&session("s-old", Some("u1"), NOW - 1))
+    s.create_session(&session("s-old", Some("u1"), NOW - 1))
         .await
         .unwrap();
-    s.save_session(&session("s-new", Some("u1"), NOW + 60))
+    s.create_session(&session("s-new", Some("u1"), NOW + 60))
         .await
         .unwrap();
 
@@ -1446,7 +1461,7 @@ async fn no_lost_updates_under_concurrency(s: Arc<dyn Storage>) {
                 })
                 .await
                 .unwrap();
-                s.save_session(&session(&format!("s{i}"), Some(&format!("u{i}")), NOW + 60))
+                s.create_session(&session(&format!("s{i}"), Some(&format!("u{i}")), NOW + 60))
                     .await
                     .unwrap();
                 s.revoke_grant(&format!("g{i}"), NOW + 60).await.unwrap();
