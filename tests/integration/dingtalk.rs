@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use idbridge::app::{self, Server};
+use idbridge::app::Server;
 use idbridge::clock::Clock;
 use idbridge::config::Config;
 use idbridge::connectors::{CallbackConnector, ConnectorError, Identity, Kind, RefreshConnector};
@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::dingtalk_sim::{APP_KEY, APP_SECRET, CORP_ID, DingTalkSim, Fault, SimUser};
-use crate::harness::{basic, decode_jwt};
+use crate::harness::{basic, connector_config_block, decode_jwt, http_client, start_provider};
 
 const KS_ID: &str = "kubesphere";
 const KS_SECRET: &str = "ks+secret/with=special==";
@@ -71,11 +71,7 @@ async fn spawn(sim: &DingTalkSim, connector: &str) -> App {
     let addr = listener.local_addr().expect("addr");
     let issuer = format!("http://{addr}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let extra: String = connector
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("      {l}\n"))
-        .collect();
+    let extra = connector_config_block(connector);
     let yaml = format!(
         r#"issuer: {issuer}
 storage:
@@ -107,30 +103,17 @@ connectors:
         db = dir.path().join("idbridge.db").display(),
         sim = sim.url,
     );
-    let config = Config::from_yaml_str(&yaml)
-        .unwrap_or_else(|e| panic!("test config does not load:\n{e}\n---\n{yaml}"));
-    let server = app::spawn(config, listener, Clock::system())
-        .await
-        .expect("start the provider");
+    let server = start_provider(&yaml, listener, Clock::system()).await;
     App {
         issuer,
         server,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client"),
+        http: http_client(false),
         _dir: dir,
     }
 }
 
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("browser")
+    http_client(true)
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Page {

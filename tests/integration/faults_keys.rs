@@ -11,9 +11,8 @@
 //!   against the system clock (60 s leeway), which a test cannot move, so the upstream's
 //!   clock is moved instead (a Node preload shifting `Date.now` of `oidc-provider`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::time::Duration;
 
 use idbridge::app;
@@ -30,6 +29,7 @@ use crate::harness::{
     TestApp, decode_jwt,
 };
 use crate::idaas_sim::{CLIENT_ID, CLIENT_SECRET, IdaasSim, USERINFO_PATH};
+use crate::upstream_oidc::{node_available, spawn_node_upstream};
 
 const GRAFANA: ClientAuth<'static> = ClientAuth::Basic(GRAFANA_ID, GRAFANA_SECRET);
 
@@ -336,24 +336,6 @@ async fn a_clock_jump_during_a_sign_in_ends_it_clearly_then_the_next_one_works()
 const UP_CLIENT_ID: &str = "idbridge";
 const UP_CLIENT_SECRET: &str = "idbridge-upstream-secret";
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
-}
-
-fn node_available(test: &str) -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !node || !js_dir().join("node_modules/oidc-provider").is_dir() {
-        eprintln!("SKIP {test}: node or tests/js/node_modules is missing (cd tests/js && npm ci)");
-        return false;
-    }
-    true
-}
-
 /// `oidc-provider` whose clock is off by the milliseconds written in `skew_file`, read at
 /// every `Date.now()` so a test can move it while the upstream runs.
 struct SkewedUpstream {
@@ -389,42 +371,19 @@ impl SkewedUpstream {
              };\n",
         )
         .unwrap();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("--require")
             .arg(&preload)
             .arg("upstream.mjs")
             .args([UP_CLIENT_ID, UP_CLIENT_SECRET, redirect_uri])
             .env("UPSTREAM_PORT", "0")
-            .env("SKEW_FILE", &skew_file)
-            .current_dir(js_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keep draining stdout: oidc-provider logs there, and a closed pipe would kill it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(port) = line.strip_prefix("LISTENING ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(port.trim().to_string());
-                }
-            }
-        });
-        let port = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .expect("reader")
-            .expect("oidc-provider prints its port within 30 s");
+            .env("SKEW_FILE", &skew_file);
+        let (child, stdin, issuer) = spawn_node_upstream(command).await;
         SkewedUpstream {
             child,
             _stdin: stdin,
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer,
             skew_file,
             _dir: dir,
         }

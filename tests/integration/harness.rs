@@ -146,16 +146,8 @@ impl TestAppBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         let yaml = self.render(&issuer, addr, &dir);
         let clock = Clock::system();
-        let config = Config::from_yaml_str(&yaml)
-            .unwrap_or_else(|e| panic!("test config does not load:\n{e}\n---\n{yaml}"));
-        let server = app::spawn(config, listener, clock.clone())
-            .await
-            .expect("start the provider");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("http client");
+        let server = start_provider(&yaml, listener, clock.clone()).await;
+        let http = http_client(false);
         TestApp {
             addr,
             base: issuer.trim_end_matches('/').to_string(),
@@ -378,12 +370,7 @@ impl TestApp {
     /// A fresh browser with its own cookie jar.
     pub fn browser(&self) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("browser client"),
+            http: http_client(true),
             base: self.base.clone(),
         }
     }
@@ -547,6 +534,35 @@ impl TestApp {
 }
 
 /// `Authorization: Basic` with id and secret form-encoded first (RFC 6749 2.3.1).
+/// An HTTP client for tests: redirects are not followed (tests read them), requests time out
+/// after 20 s, and with `cookies` it keeps a cookie jar like a browser.
+pub fn http_client(cookies: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// Loads `yaml` as the configuration and starts a provider on `listener`.
+pub async fn start_provider(yaml: &str, listener: TcpListener, clock: Clock) -> Server {
+    let config = Config::from_yaml_str(yaml)
+        .unwrap_or_else(|e| panic!("test config does not load:\n{e}\n---\n{yaml}"));
+    app::spawn(config, listener, clock)
+        .await
+        .expect("start the provider")
+}
+
+/// Unindented YAML lines indented as the `config:` block of an item of `connectors:`.
+pub fn connector_config_block(lines: &str) -> String {
+    lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("      {l}\n"))
+        .collect()
+}
+
 pub fn basic(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     format!(

@@ -10,12 +10,11 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use idbridge::app::{self, Server};
+use idbridge::app::Server;
 use idbridge::clock::Clock;
 use idbridge::config::Config;
 use idbridge::connectors::{ConnectorError, Identity, Kind};
@@ -26,7 +25,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::harness::{basic, decode_jwt};
+use crate::browser_e2e::js_dir;
+use crate::harness::{basic, connector_config_block, decode_jwt, http_client, start_provider};
 use crate::idaas_sim::{self, CLIENT_ID, CLIENT_SECRET, Fault, IdaasSim, USERINFO_PATH};
 
 const APP_ID: &str = "app";
@@ -90,11 +90,7 @@ async fn spawn_bridge(listener: TcpListener, kind: &str, config: &str) -> Bridge
     let addr = listener.local_addr().expect("addr");
     let issuer = format!("http://{addr}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let block: String = config
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("      {l}\n"))
-        .collect();
+    let block = connector_config_block(config);
     let yaml = format!(
         r#"issuer: {issuer}
 storage:
@@ -120,30 +116,17 @@ connectors:
 "#,
         db = dir.path().join("idbridge.db").display(),
     );
-    let config = Config::from_yaml_str(&yaml)
-        .unwrap_or_else(|e| panic!("test config does not load:\n{e}\n---\n{yaml}"));
-    let server = app::spawn(config, listener, Clock::system())
-        .await
-        .expect("start the provider");
+    let server = start_provider(&yaml, listener, Clock::system()).await;
     Bridge {
         issuer,
         server,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client"),
+        http: http_client(false),
         _dir: dir,
     }
 }
 
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("browser")
+    http_client(true)
 }
 
 async fn get(browser: &reqwest::Client, url: &Url) -> Page {
@@ -465,12 +448,8 @@ impl NodeUpstream {
     }
 }
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
-}
-
 /// Whether Node and the npm packages are there; prints a SKIP line when not.
-fn node_available(test: &str) -> bool {
+pub(crate) fn node_available(test: &str) -> bool {
     let node = Command::new("node")
         .arg("--version")
         .stdout(Stdio::null())
@@ -491,10 +470,26 @@ fn node_available(test: &str) -> bool {
 /// Starts oidc-provider with one client whose redirect URI is `redirect_uri`, on `port` (0 for
 /// any free port).
 async fn start_upstream(redirect_uri: &str, port: u16) -> NodeUpstream {
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg("upstream.mjs")
         .args([UP_CLIENT_ID, UP_CLIENT_SECRET, redirect_uri])
-        .env("UPSTREAM_PORT", port.to_string())
+        .env("UPSTREAM_PORT", port.to_string());
+    let (child, stdin, issuer) = spawn_node_upstream(command).await;
+    NodeUpstream {
+        child,
+        _stdin: stdin,
+        issuer,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Spawns `command` (Node running `tests/js/upstream.mjs`, with its arguments and environment)
+/// and returns the process, its stdin (the upstream exits when it closes) and the issuer it
+/// printed. stdout is drained for the process's whole life: oidc-provider logs there, and a
+/// closed pipe would kill it.
+pub(crate) async fn spawn_node_upstream(mut command: Command) -> (Child, ChildStdin, String) {
+    let mut child = command
         .current_dir(js_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -503,8 +498,6 @@ async fn start_upstream(redirect_uri: &str, port: u16) -> NodeUpstream {
         .expect("start node");
     let stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");
-    // The reader keeps draining stdout after the port line: oidc-provider logs there, and a
-    // closed pipe would kill it.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -521,12 +514,7 @@ async fn start_upstream(redirect_uri: &str, port: u16) -> NodeUpstream {
         .await
         .expect("reader")
         .expect("oidc-provider starts within 30 s and prints its port");
-    NodeUpstream {
-        child,
-        _stdin: stdin,
-        issuer: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    }
+    (child, stdin, format!("http://127.0.0.1:{port}"))
 }
 
 fn oidc_config(issuer: &str) -> String {
