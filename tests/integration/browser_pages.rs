@@ -106,14 +106,7 @@ async fn consent_page_is_translated() {
     ]);
     let (action, csrf) = browser.open_login_form(&url).await;
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     let approval = resp.location().expect("consent redirect");
     assert_eq!(approval.path(), "/approval");
@@ -238,14 +231,7 @@ async fn session_cookie_is_http_only_and_same_site_lax() {
     let action = crate::harness::form_action(&page.body, "name=\"password\"").unwrap();
     let csrf = crate::harness::input_value(&page.body, "csrf").unwrap();
     let login = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     let renewed = login
         .header_all("set-cookie")

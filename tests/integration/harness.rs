@@ -810,14 +810,7 @@ impl Browser {
                 let action = form_action(&resp.body, "name=\"password\"").expect("form action");
                 let csrf = input_value(&resp.body, "csrf").expect("csrf field");
                 resp = self
-                    .post_form(
-                        &action,
-                        &[
-                            ("login", user.login),
-                            ("password", user.password),
-                            ("csrf", &csrf),
-                        ],
-                    )
+                    .submit_login(&action, user.login, user.password, &csrf)
                     .await;
                 continue;
             }
@@ -846,6 +839,21 @@ impl Browser {
             consents,
             end: resp,
         }
+    }
+
+    /// Submits the password form at `action` with these credentials and CSRF token.
+    pub async fn submit_login(
+        &self,
+        action: &str,
+        login: &str,
+        password: &str,
+        csrf: &str,
+    ) -> Resp {
+        self.post_form(
+            action,
+            &[("login", login), ("password", password), ("csrf", csrf)],
+        )
+        .await
     }
 
     /// GET a page of the login flow and return its CSRF token and form action (the login form

@@ -563,14 +563,7 @@ async fn a_device_login_always_asks_for_confirmation() {
     let action = form_action(&login.body, "name=\"password\"").expect("login form");
     let csrf = input_value(&login.body, "csrf").expect("csrf");
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     let next = resp.location().expect("a redirect after the login");
     assert!(

@@ -62,14 +62,7 @@ async fn repeated_wrong_passwords_delay_the_account_then_it_recovers() {
         let (browser, action, csrf) = (&browser, action.clone(), csrf.clone());
         async move {
             browser
-                .post_form(
-                    &action,
-                    &[
-                        ("login", ALICE.login),
-                        ("password", password),
-                        ("csrf", &csrf),
-                    ],
-                )
+                .submit_login(&action, ALICE.login, password, &csrf)
                 .await
         }
     };
@@ -88,12 +81,7 @@ async fn repeated_wrong_passwords_delay_the_account_then_it_recovers() {
     // Another account is not affected.
     let other = app.browser();
     let (action2, csrf2) = other.open_login_form(&url).await;
-    let resp = other
-        .post_form(
-            &action2,
-            &[("login", "bob"), ("password", "wrong"), ("csrf", &csrf2)],
-        )
-        .await;
+    let resp = other.submit_login(&action2, "bob", "wrong", &csrf2).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
     // The delay is short after three failures (one second): then the right password works.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -77,12 +77,7 @@ async fn audit_trail_records_logins_tokens_and_reuse() {
             ("scope", "openid"),
         ]))
         .await;
-    let resp = failed
-        .post_form(
-            &action,
-            &[("login", "alice"), ("password", "wrong"), ("csrf", &csrf)],
-        )
-        .await;
+    let resp = failed.submit_login(&action, "alice", "wrong", &csrf).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
 
     // Events are written in the background, in batches: poll briefly.
@@ -214,14 +209,7 @@ async fn no_secret_or_token_reaches_the_logs() {
         ]))
         .await;
     let _ = other
-        .post_form(
-            &action,
-            &[
-                ("login", "alice"),
-                ("password", wrong_password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, "alice", wrong_password, &csrf)
         .await;
     let _ = browser.get(&app.url("/logout")).await;
 

@@ -52,20 +52,10 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let browser = app.browser();
     let (action, csrf) = browser.open_login_form(&grafana_url(&app, &[])).await;
     let unknown_user = browser
-        .post_form(
-            &action,
-            &[("login", "mallory"), ("password", "wrong"), ("csrf", &csrf)],
-        )
+        .submit_login(&action, "mallory", "wrong", &csrf)
         .await;
     let wrong_password = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", "wrong"),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, "wrong", &csrf)
         .await;
     assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_user.status, wrong_password.status);
@@ -81,14 +71,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     );
     // After failures, the right password still works on the same request.
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
     assert!(

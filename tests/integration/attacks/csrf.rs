@@ -17,14 +17,7 @@ async fn login_with_a_wrong_csrf_token_is_forbidden() {
     let (action, csrf) = browser.open_login_form(&grafana_url(&app, &[])).await;
     for bad in ["", "wrong", &csrf[..csrf.len() - 1]] {
         let resp = browser
-            .post_form(
-                &action,
-                &[
-                    ("login", ALICE.login),
-                    ("password", ALICE.password),
-                    ("csrf", bad),
-                ],
-            )
+            .submit_login(&action, ALICE.login, ALICE.password, bad)
             .await;
         assert_eq!(resp.status, StatusCode::FORBIDDEN, "csrf {bad:?}");
         assert!(resp.header("location").is_none());
@@ -46,14 +39,7 @@ async fn login_for_a_request_started_in_another_browser_is_refused() {
     let attacker = app.browser();
     let (_, attacker_csrf) = attacker.open_login_form(&grafana_url(&app, &[])).await;
     let resp = attacker
-        .post_form(
-            &victim_action,
-            &[
-                ("login", BOB.login),
-                ("password", BOB.password),
-                ("csrf", &attacker_csrf),
-            ],
-        )
+        .submit_login(&victim_action, BOB.login, BOB.password, &attacker_csrf)
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.body);
     assert!(resp.header("location").is_none());
@@ -75,14 +61,7 @@ async fn approval_with_a_wrong_csrf_token_is_forbidden() {
     ]);
     let (action, csrf) = browser.open_login_form(&url).await;
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     let approval = resp.location().expect("to the consent screen");
     let page = browser.get(approval.as_str()).await;
@@ -128,14 +107,7 @@ async fn login_after_the_authorization_request_expired_is_refused() {
     let (action, csrf) = browser.open_login_form(&grafana_url(&app, &[])).await;
     app.clock.advance(601);
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.body);
     assert!(resp.header("location").is_none());
@@ -218,27 +190,13 @@ async fn a_login_csrf_token_from_another_browser_session_is_forbidden() {
     // The attacker's page makes the victim's browser submit the attacker's account with the
     // attacker's token (login CSRF, RFC 6749 10.12).
     let resp = victim
-        .post_form(
-            &action,
-            &[
-                ("login", BOB.login),
-                ("password", BOB.password),
-                ("csrf", &attacker_csrf),
-            ],
-        )
+        .submit_login(&action, BOB.login, BOB.password, &attacker_csrf)
         .await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
     assert!(resp.header("location").is_none());
     // The victim's own form still works.
     let resp = victim
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &victim_csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &victim_csrf)
         .await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
 }
@@ -254,14 +212,7 @@ async fn at_consent(app: &TestApp) -> (Browser, String, String) {
     ]);
     let (action, csrf) = browser.open_login_form(&url).await;
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     let approval = resp.location().expect("to the consent screen");
     let page = browser.get(approval.as_str()).await;

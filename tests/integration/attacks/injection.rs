@@ -458,35 +458,18 @@ async fn injection_into_the_sign_in_form() {
     for (i, payload) in payloads().iter().enumerate() {
         let p = payload.as_str();
         // As the login: refused like any unknown user; the echo in the form is escaped.
-        let resp = browser
-            .post_form(
-                &action,
-                &[("login", p), ("password", "wrong"), ("csrf", &csrf)],
-            )
-            .await;
+        let resp = browser.submit_login(&action, p, "wrong", &csrf).await;
         assert_clean(&resp, "login");
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.body);
         assert!(resp.body.contains("Incorrect username or password"));
         // As the password of a throwaway account (wrong passwords delay an account).
         let login = format!("mallory-{i}");
-        let resp = browser
-            .post_form(
-                &action,
-                &[("login", &login), ("password", p), ("csrf", &csrf)],
-            )
-            .await;
+        let resp = browser.submit_login(&action, &login, p, &csrf).await;
         assert_clean(&resp, "password");
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
         // As the CSRF token.
         let resp = browser
-            .post_form(
-                &action,
-                &[
-                    ("login", ALICE.login),
-                    ("password", ALICE.password),
-                    ("csrf", p),
-                ],
-            )
+            .submit_login(&action, ALICE.login, ALICE.password, p)
             .await;
         assert_clean(&resp, "csrf");
         assert_eq!(resp.status, StatusCode::FORBIDDEN);
@@ -515,14 +498,7 @@ async fn injection_into_the_sign_in_form() {
     }
     // After all of it the same form signs Alice in.
     let resp = browser
-        .post_form(
-            &action,
-            &[
-                ("login", ALICE.login),
-                ("password", ALICE.password),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_login(&action, ALICE.login, ALICE.password, &csrf)
         .await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
     assert!(
